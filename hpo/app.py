@@ -1,0 +1,36 @@
+"""The Hydra task: turns one composed config into a trial request and hands it to the worker."""
+
+from __future__ import annotations
+
+import os
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from hpo.schema import PAYLOAD_KEYS, validate
+from hpo.tracking import PARENT_RUN_ENV, resolve_tracking_uri
+
+
+def run(cfg: DictConfig) -> float:
+    """Run the trial ``cfg`` describes and return its objective (what the sweeper optimises).
+
+    In a sweep this runs in the launcher's job process, never in the driver, so TensorFlow is only
+    imported where training happens.
+    """
+    from worker.trial import TrialRequest, run_trial
+
+    validate(cfg)
+    hydra_cfg = HydraConfig.get()
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    config = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(config, dict)
+    payload = {k: config[k] for k in PAYLOAD_KEYS}
+    payload["mlflow"]["tracking_uri"] = resolve_tracking_uri(cfg.mlflow.tracking_uri, hydra_cfg.runtime.cwd)
+    request = TrialRequest(
+        config=payload,
+        trial_number=int(hydra_cfg.job.num) if sweeping else 0,
+        parent_run_id=os.environ.get(PARENT_RUN_ENV) if sweeping else None,
+        overrides=list(hydra_cfg.overrides.task),
+    )
+    return run_trial(request).objective

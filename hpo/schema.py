@@ -1,0 +1,221 @@
+"""Structured config schemas: Hydra validates every composed config against these dataclasses.
+
+Types and key names are checked by OmegaConf when the config is composed; value ranges are checked
+by each dataclass's ``__post_init__`` when :func:`validate` turns the config into objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from hpo.errors import ConfigError
+
+PAYLOAD_KEYS = ("seed", "dataset", "model", "mode", "hardware", "trainer", "launcher", "mlflow")
+
+
+class Modality(str, Enum):
+    image = "image"
+    text = "text"
+
+
+class DataSource(str, Enum):
+    sklearn = "sklearn"
+    keras = "keras"
+
+
+def _require(condition: bool, key: str, rule: str, value: Any) -> None:
+    if not condition:
+        raise ConfigError(f"{key} must be {rule}, got {value!r}")
+
+
+@dataclass
+class DatasetConf:
+    # name of the dataset, as its loader knows it (digits, mnist, cifar10, imdb, ...)
+    name: str = MISSING
+    # image or text: picks the default model family
+    modality: Modality = MISSING
+    # where the data comes from: scikit-learn's bundled data or Keras' download-and-cache loaders
+    source: DataSource = MISSING
+    # shape of one example: [height, width, channels] for images, [sequence_length] for text
+    input_shape: list[int] = MISSING
+    # number of target classes
+    num_classes: int = MISSING
+    # text only: keep the vocab_size most frequent words, the rest become out-of-vocabulary
+    vocab_size: int | None = None
+    # fraction of the training data held out (stratified, seeded) for validation
+    validation_split: float = 0.2
+
+    def __post_init__(self) -> None:
+        _require(self.num_classes >= 2, "dataset.num_classes", "at least 2", self.num_classes)
+        _require(0.0 < self.validation_split < 1.0, "dataset.validation_split", "in (0, 1)",
+                 self.validation_split)
+        expected_rank = 3 if self.modality == Modality.image else 1
+        _require(len(self.input_shape) == expected_rank and all(d > 0 for d in self.input_shape),
+                 "dataset.input_shape", f"{expected_rank} positive sizes for {self.modality.value} data",
+                 list(self.input_shape))
+        if self.modality == Modality.text:
+            _require(self.vocab_size is not None and self.vocab_size > 2, "dataset.vocab_size",
+                     "set above 2 for text data", self.vocab_size)
+
+
+@dataclass
+class CNNConf:
+    # model family: the builder that turns these hyperparameters into a network
+    family: str = "cnn"
+    # number of conv blocks (conv, optional batch norm, activation, 2x2 max-pool)
+    conv_layers: int = 2
+    # filters of the first conv block; each later block doubles them
+    filters: int = 32
+    # square kernel size of every conv layer
+    kernel_size: int = 3
+    # activation of conv and dense layers (any Keras activation name)
+    activation: str = "relu"
+    # batch normalisation after each conv layer
+    batch_norm: bool = False
+    # dropout rate before the classifier head
+    dropout: float = 0.25
+    # units of the hidden dense layer; 0 removes it
+    dense_units: int = 64
+
+    def __post_init__(self) -> None:
+        _require(self.conv_layers >= 1, "model.conv_layers", "at least 1", self.conv_layers)
+        _require(self.filters >= 1, "model.filters", "at least 1", self.filters)
+        _require(self.kernel_size >= 1, "model.kernel_size", "at least 1", self.kernel_size)
+        _require(0.0 <= self.dropout < 1.0, "model.dropout", "in [0, 1)", self.dropout)
+        _require(self.dense_units >= 0, "model.dense_units", "0 or more", self.dense_units)
+
+
+@dataclass
+class LSTMConf:
+    # model family: the builder that turns these hyperparameters into a network
+    family: str = "lstm"
+    # size of the learned word embedding
+    embedding_dim: int = 64
+    # units of each recurrent layer
+    units: int = 64
+    # number of stacked LSTM layers
+    layers: int = 1
+    # read sequences in both directions
+    bidirectional: bool = False
+    # dropout rate on the recurrent layers' inputs and before the classifier head
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        _require(self.embedding_dim >= 1, "model.embedding_dim", "at least 1", self.embedding_dim)
+        _require(self.units >= 1, "model.units", "at least 1", self.units)
+        _require(self.layers >= 1, "model.layers", "at least 1", self.layers)
+        _require(0.0 <= self.dropout < 1.0, "model.dropout", "in [0, 1)", self.dropout)
+
+
+@dataclass
+class ModeConf:
+    # name of the scoring mode
+    name: str = "simple"
+    # metric the sweep optimises, as logged per trial
+    objective: str = "val_accuracy"
+    # whether a larger objective is better
+    direction: str = "maximize"
+
+
+@dataclass
+class HardwareConf:
+    # name of the hardware profile
+    name: str = "cpu"
+    # launcher backend that runs the trials (local: submitit subprocesses on this machine)
+    backend: str = "local"
+    # GPUs given to each concurrent trial; 0 trains on the CPU
+    gpus_per_worker: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.gpus_per_worker >= 0, "hardware.gpus_per_worker", "0 or more", self.gpus_per_worker)
+
+
+@dataclass
+class TrainerConf:
+    # most epochs a trial trains for
+    max_epochs: int = 5
+    # examples per gradient step
+    batch_size: int = 64
+    # Adam's learning rate
+    learning_rate: float = 1e-3
+
+    def __post_init__(self) -> None:
+        _require(self.max_epochs >= 1, "trainer.max_epochs", "at least 1", self.max_epochs)
+        _require(self.batch_size >= 1, "trainer.batch_size", "at least 1", self.batch_size)
+        _require(self.learning_rate > 0, "trainer.learning_rate", "positive", self.learning_rate)
+
+
+@dataclass
+class LauncherConf:
+    # trials run at once; also the sweeper's batch size
+    workers: int = 2
+    # backend that runs the trials; follows the hardware profile
+    backend: str = "local"
+    # a trial running longer than this is stopped and counted as failed
+    timeout_min: int = 60
+
+    def __post_init__(self) -> None:
+        _require(self.workers >= 1, "launcher.workers", "at least 1", self.workers)
+        _require(self.timeout_min >= 1, "launcher.timeout_min", "at least 1", self.timeout_min)
+
+
+@dataclass
+class MLflowConf:
+    # MLflow tracking store; a relative sqlite path is relative to the directory hpo was started in
+    tracking_uri: str = "sqlite:///mlflow.db"
+    # experiment that holds one parent run per sweep and one child run per trial
+    experiment_name: str = "hpo"
+    # log the trained model of every trial as an MLflow Keras model
+    log_model: bool = True
+
+
+@dataclass
+class HPOConfig:
+    # study seed; each trial's seed derives from it and the trial number
+    seed: int = 0
+    dataset: DatasetConf = MISSING
+    # CNNConf or LSTMConf, chosen by the model group
+    model: Any = MISSING
+    mode: ModeConf = field(default_factory=ModeConf)
+    hardware: HardwareConf = field(default_factory=HardwareConf)
+    trainer: TrainerConf = field(default_factory=TrainerConf)
+    launcher: LauncherConf = field(default_factory=LauncherConf)
+    mlflow: MLflowConf = field(default_factory=MLflowConf)
+
+
+def validate(cfg: DictConfig | dict[str, Any]) -> HPOConfig:
+    """Check every value of an hpo config and return it as typed objects.
+
+    Raises:
+        ConfigError: naming the first offending key.
+    """
+    node = OmegaConf.create({k: cfg[k] for k in PAYLOAD_KEYS if k in cfg})
+    schema = OmegaConf.structured(HPOConfig)
+    try:
+        merged = OmegaConf.merge(schema, node)
+        family = merged.model.get("family") if isinstance(merged.model, DictConfig) else None
+        if family not in MODEL_SCHEMAS:
+            raise ConfigError(f"model.family must be one of {sorted(MODEL_SCHEMAS)}, got {family!r}")
+        merged.model = OmegaConf.merge(OmegaConf.structured(MODEL_SCHEMAS[family]), merged.model)
+        result = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{exc.full_key or 'config'}: {exc.msg}") from exc
+    assert isinstance(result, HPOConfig)
+    return result
+
+
+MODEL_SCHEMAS: dict[str, type] = {"cnn": CNNConf, "lstm": LSTMConf}
+
+
+def register_configs() -> None:
+    """Register the schemas that conf/ files extend, so Hydra type-checks them on composition."""
+    cs = ConfigStore.instance()
+    cs.store(name="hpo_schema", node=HPOConfig)
+    for family, node in MODEL_SCHEMAS.items():
+        cs.store(group="schema/model", name=family, node=node)

@@ -1,0 +1,34 @@
+"""Fixtures shared by every test directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+RunHPO = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_hpo(tmp_path: Path) -> RunHPO:
+    """Run ``python -m hpo`` in a subprocess from ``tmp_path``, as a user would from a shell."""
+
+    def run(args: Sequence[str], *python_flags: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
+        environ = {k: v for k, v in os.environ.items() if k != "HPO_DEBUG"}
+        environ.update(KERAS_HOME=str(tmp_path / "keras"), **env)
+        return subprocess.run(
+            [sys.executable, *python_flags, "-m", "hpo", *args],
+            cwd=tmp_path,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

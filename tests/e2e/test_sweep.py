@@ -1,0 +1,79 @@
+"""Real sweeps through the CLI: Optuna, the hpo launcher's subprocesses, TensorFlow and MLflow."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import RunHPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+
+def _sweep_dir(tmp_path: Path) -> Path:
+    (results,) = tmp_path.glob("multirun/*/*/optimization_results.yaml")
+    return results.parent
+
+
+def test_digits_sweep_records_every_trial_in_mlflow(run_hpo: RunHPO, tmp_path: Path) -> None:
+    out = run_hpo(
+        ["-m", "hydra.sweeper.n_trials=3", "launcher.workers=2", "trainer.max_epochs=2",
+         "mlflow.experiment_name=e2e"],
+        "-X", "importtime",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    driver_imports = re.findall(r"^import time:.*\|\s*(\S+)$", out.stderr, flags=re.M)
+    assert {"optuna.distributions", "submitit"} <= set(driver_imports), "the trace covers the driver"
+    assert not [m for m in driver_imports if m.split(".")[0] in ("tensorflow", "keras")], \
+        "the driver process never imports TensorFlow"
+    assert "3 of 3 trials completed, 0 failed" in out.stdout
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("e2e")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and len(children) == 3 and len(runs) == 4
+    assert parents[0].info.status == "FINISHED"
+    assert parents[0].data.params["launcher.workers"] == "2"
+    assert parents[0].data.params["search_space.model.filters"].startswith("choice(")
+    assert sorted(r.data.tags["hpo.trial_number"] for r in children) == ["0", "1", "2"]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert {"model.conv_layers", "model.filters", "trainer.learning_rate", "trainer.batch_size"} <= \
+            set(child.data.params)
+        assert len(client.get_metric_history(child.info.run_id, "val_accuracy")) == 2
+
+    results = yaml.safe_load((_sweep_dir(tmp_path) / "optimization_results.yaml").read_text())
+    best_child = max(children, key=lambda r: r.data.metrics["objective"])
+    assert results["n_completed"] == 3 and results["n_failed"] == 0
+    assert results["best_value"] == pytest.approx(best_child.data.metrics["objective"])
+    assert results["mlflow"]["best_run_id"] == best_child.info.run_id
+    assert "model.filters" in results["best_params"]
+    assert client.list_artifacts(parents[0].info.run_id)[0].path == "optimization_results.yaml"
+    for trial in range(3):
+        assert (_sweep_dir(tmp_path) / f"trial_{trial}" / "hpo.log").exists()
+
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.keras.load_model(f"runs:/{best_child.info.run_id}/model")
+    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+    assert model.predict(x, verbose=0).shape == (4, 10)
+
+
+def test_sweep_where_every_trial_fails_says_why(run_hpo: RunHPO, tmp_path: Path) -> None:
+    out = run_hpo(["-m", "hydra.sweeper.n_trials=2", "model.conv_layers=5", "trainer.max_epochs=1"])
+    assert out.returncode == 2
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: all 2 trials failed; trial #0:")
+    assert "model.conv_layers=5 needs an input of at least 32x32" in last
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("hpo").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED", "FAILED"]
+    assert yaml.safe_load((_sweep_dir(tmp_path) / "optimization_results.yaml").read_text())["n_failed"] == 2

@@ -1,0 +1,29 @@
+"""Process-level set-up of a trial: its seed, TensorFlow's thread pools and determinism."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """A 31-bit seed derived from the study seed and the trial number (stable across machines)."""
+    return int(np.random.SeedSequence([study_seed, trial_number]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def cpu_threads(workers: int) -> int:
+    """This trial's share of the machine's cores when ``workers`` trials run side by side."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, workers))
+
+
+def configure(seed: int, threads: int) -> None:
+    """Seed every generator and make TensorFlow's CPU ops deterministic, so a re-run repeats its result."""
+    import keras
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()

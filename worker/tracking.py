@@ -1,0 +1,68 @@
+"""MLflow logging of one trial: a child run under the sweep's parent run, epoch metrics and the model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Logs every metric Keras reports at the end of an epoch as an MLflow step metric."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch)
+
+
+@contextmanager
+def trial_run(
+    tracking_uri: str,
+    experiment_name: str,
+    parent_run_id: str | None,
+    run_name: str,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str],
+) -> Iterator[str]:
+    """Open the trial's run (nested under ``parent_run_id`` when given) and close it with the outcome.
+
+    A trial that raises ends FAILED with the error in the ``hpo.error`` tag; one interrupted ends KILLED.
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    if parent_run_id:
+        experiment_id = MlflowClient(tracking_uri).get_run(parent_run_id).info.experiment_id
+    else:
+        experiment_id = mlflow.set_experiment(experiment_name).experiment_id
+    run = mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, parent_run_id=parent_run_id, tags=dict(tags)
+    )
+    try:
+        mlflow.log_params(dict(params))
+        yield run.info.run_id
+    except (KeyboardInterrupt, SystemExit):
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException as exc:
+        mlflow.set_tag("hpo.error", f"{type(exc).__name__}: {exc}"[:5000])
+        mlflow.end_run("FAILED")
+        raise
+    else:
+        mlflow.end_run("FINISHED")
+
+
+def log_keras_model(model: keras.Model, example: np.ndarray) -> None:
+    """Log ``model`` as an MLflow Keras model with its signature, loadable with ``mlflow.keras.load_model``."""
+    import tensorflow as tf
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(example, model.predict(example, verbose=0))
+    mlflow.keras.log_model(
+        model,
+        name="model",
+        signature=signature,
+        pip_requirements=[f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"],
+    )
