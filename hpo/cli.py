@@ -19,8 +19,15 @@ from hpo.schema import register_configs
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 DEBUG_ENV = "HPO_DEBUG"
 USER_ERRORS = (HPOError, HydraException, OmegaConfBaseException)
-_NOISE = ("full_key:", "object_type=", "reference_type=", "To append to your", "Set the environment variable",
-          "Config search path:", "provider=")
+_NOISE = (
+    "full_key:",
+    "object_type=",
+    "reference_type=",
+    "To append to your",
+    "Set the environment variable",
+    "Config search path:",
+    "provider=",
+)
 
 
 def _fold(text: str) -> str:
@@ -84,8 +91,10 @@ def main() -> int:
         if isinstance(exc, USER_ERRORS):
             print(f"error: {message}", file=sys.stderr)
             return 2
-        print(f"error: unexpected {type(exc).__name__}: {message} (set {DEBUG_ENV}=1 for the traceback)",
-              file=sys.stderr)
+        print(
+            f"error: unexpected {type(exc).__name__}: {message} (set {DEBUG_ENV}=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     finally:
         sys.stderr = stderr

@@ -7,7 +7,7 @@ by each dataclass's ``__post_init__`` when :func:`validate` turns the config int
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -19,12 +19,12 @@ from hpo.errors import ConfigError
 PAYLOAD_KEYS = ("seed", "dataset", "model", "mode", "hardware", "trainer", "launcher", "mlflow")
 
 
-class Modality(str, Enum):
+class Modality(StrEnum):
     image = "image"
     text = "text"
 
 
-class DataSource(str, Enum):
+class DataSource(StrEnum):
     sklearn = "sklearn"
     keras = "keras"
 
@@ -53,15 +53,23 @@ class DatasetConf:
 
     def __post_init__(self) -> None:
         _require(self.num_classes >= 2, "dataset.num_classes", "at least 2", self.num_classes)
-        _require(0.0 < self.validation_split < 1.0, "dataset.validation_split", "in (0, 1)",
-                 self.validation_split)
+        _require(
+            0.0 < self.validation_split < 1.0, "dataset.validation_split", "in (0, 1)", self.validation_split
+        )
         expected_rank = 3 if self.modality == Modality.image else 1
-        _require(len(self.input_shape) == expected_rank and all(d > 0 for d in self.input_shape),
-                 "dataset.input_shape", f"{expected_rank} positive sizes for {self.modality.value} data",
-                 list(self.input_shape))
+        _require(
+            len(self.input_shape) == expected_rank and all(d > 0 for d in self.input_shape),
+            "dataset.input_shape",
+            f"{expected_rank} positive sizes for {self.modality.value} data",
+            list(self.input_shape),
+        )
         if self.modality == Modality.text:
-            _require(self.vocab_size is not None and self.vocab_size > 2, "dataset.vocab_size",
-                     "set above 2 for text data", self.vocab_size)
+            _require(
+                self.vocab_size is not None and self.vocab_size > 2,
+                "dataset.vocab_size",
+                "set above 2 for text data",
+                self.vocab_size,
+            )
 
 
 @dataclass
@@ -205,7 +213,8 @@ def validate(cfg: DictConfig | dict[str, Any]) -> HPOConfig:
         merged.model = OmegaConf.merge(OmegaConf.structured(MODEL_SCHEMAS[family]), merged.model)
         result = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"{exc.full_key or 'config'}: {exc.msg}") from exc
+        first_line = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"{exc.full_key or 'config'}: {first_line}") from exc
     assert isinstance(result, HPOConfig)
     return result
 

@@ -33,7 +33,7 @@ class Sweep:
         assert isinstance(job_config, dict) and isinstance(sweeper, dict)
         self.parent.log_config(
             {
-                **job_config,
+                **{str(k): v for k, v in job_config.items()},
                 "sweep": {k: v for k, v in sweeper.items() if k not in ("_target_", "params")},
                 "search_space": sweeper.get("params") or {},
             }
@@ -53,7 +53,10 @@ class Sweep:
             "parent_run_id": self.parent.run_id,
         }
         path = results.write(self.sweep_dir, mlflow_info)
-        metrics = {"trials_completed": len(results.completed), "trials_failed": len(results.failed)}
+        metrics: dict[str, float] = {
+            "trials_completed": len(results.completed),
+            "trials_failed": len(results.failed),
+        }
         best = results.best
         if best is not None and best.objective is not None:
             metrics[f"best_{self.objective}"] = best.objective

@@ -41,8 +41,10 @@ class HPOSweeper(OptunaSweeper):
         # Parse the search space now, so a malformed expression fails before any run is recorded.
         create_params_from_overrides([*self.sweeper._parse_sweeper_params_config(), *arguments])
         sweep = Sweep(self.hpo_config)
-        log.info(f"MLflow: experiment '{sweep.experiment_name}' at {sweep.tracking_uri}, "
-                 f"parent run {sweep.parent.run_id}")
+        log.info(
+            f"MLflow: experiment '{sweep.experiment_name}' at {sweep.tracking_uri}, "
+            f"parent run {sweep.parent.run_id}"
+        )
         try:
             super().sweep(arguments)
         except BaseException as exc:

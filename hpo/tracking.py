@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 PARENT_RUN_ENV = "HPO_PARENT_RUN_ID"
 _BATCH = 100
 
@@ -16,7 +15,7 @@ def resolve_tracking_uri(uri: str, base_dir: str | Path) -> str:
     """Make a relative SQLite or file store absolute against ``base_dir``, so every process finds it."""
     base = Path(base_dir)
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{(base / uri[len('sqlite:///'):]).resolve()}"
+        return f"sqlite:///{(base / uri[len('sqlite:///') :]).resolve()}"
     if "://" not in uri:
         return str((base / uri).resolve())
     return uri
@@ -69,7 +68,9 @@ class ParentRun:
     def trials(self) -> list[TrialRun]:
         """Every child run of this sweep, in trial order."""
         runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'", max_results=50000
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'",
+            max_results=50000,
         )
         out = [
             TrialRun(

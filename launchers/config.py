@@ -22,4 +22,9 @@ class HPOLauncherConf:
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
 
 
-ConfigStore.instance().store(group="hydra/launcher", name="hpo", node=HPOLauncherConf, provider="hpo")
+def register() -> None:
+    """Make ``hydra/launcher=hpo`` known to Hydra (done on import, as Hydra's plugin scan expects)."""
+    ConfigStore.instance().store(group="hydra/launcher", name="hpo", node=HPOLauncherConf, provider="hpo")
+
+
+register()

@@ -19,7 +19,9 @@ RunHPO = Callable[..., subprocess.CompletedProcess[str]]
 def run_hpo(tmp_path: Path) -> RunHPO:
     """Run ``python -m hpo`` in a subprocess from ``tmp_path``, as a user would from a shell."""
 
-    def run(args: Sequence[str], *python_flags: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        args: Sequence[str], *python_flags: str, timeout: float = 600, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         environ = {k: v for k, v in os.environ.items() if k != "HPO_DEBUG"}
         environ.update(KERAS_HOME=str(tmp_path / "keras"), **env)
         return subprocess.run(

@@ -55,7 +55,7 @@ def trial_run(
 
 
 def log_keras_model(model: keras.Model, example: np.ndarray) -> None:
-    """Log ``model`` as an MLflow Keras model with its signature, loadable with ``mlflow.keras.load_model``."""
+    """Log ``model`` as an MLflow Keras model with its signature (``mlflow.keras.load_model`` loads it)."""
     import tensorflow as tf
     from mlflow.models import infer_signature
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,7 @@ def run_trial(request: TrialRequest) -> TrialResult:
     """
     started = time.perf_counter()
     cfg = validate(request.config)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     import mlflow
 
@@ -103,9 +105,7 @@ def run_trial(request: TrialRequest) -> TrialResult:
             log.exception(f"trial {request.trial_number} failed")
             raise TrialError(f"trial {request.trial_number} failed: {type(exc).__name__}: {exc}") from exc
         if not math.isfinite(result.objective):
-            raise TrialError(
-                f"trial {request.trial_number} diverged: {cfg.mode.objective} was never finite"
-            )
+            raise TrialError(f"trial {request.trial_number} diverged: {cfg.mode.objective} was never finite")
         if cfg.mlflow.log_model:
             tracking.log_keras_model(model, data.x_val[:8])
         trial_s = time.perf_counter() - started
@@ -118,6 +118,8 @@ def run_trial(request: TrialRequest) -> TrialResult:
                 "trial_s": trial_s,
             }
         )
-    log.info(f"trial {request.trial_number}: {cfg.mode.objective}={result.objective:.4f} "
-             f"(fit {result.fit_s:.1f}s of {trial_s:.1f}s)")
+    log.info(
+        f"trial {request.trial_number}: {cfg.mode.objective}={result.objective:.4f} "
+        f"(fit {result.fit_s:.1f}s of {trial_s:.1f}s)"
+    )
     return TrialResult(result.objective, result.best_epoch, result.fit_s, trial_s, run_id)

@@ -12,6 +12,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import RunHPO
+from tests.worker.conftest import write_keras_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -23,15 +24,22 @@ def _sweep_dir(tmp_path: Path) -> Path:
 
 def test_digits_sweep_records_every_trial_in_mlflow(run_hpo: RunHPO, tmp_path: Path) -> None:
     out = run_hpo(
-        ["-m", "hydra.sweeper.n_trials=3", "launcher.workers=2", "trainer.max_epochs=2",
-         "mlflow.experiment_name=e2e"],
-        "-X", "importtime",
+        [
+            "-m",
+            "hydra.sweeper.n_trials=3",
+            "launcher.workers=2",
+            "trainer.max_epochs=2",
+            "mlflow.experiment_name=e2e",
+        ],
+        "-X",
+        "importtime",
     )
     assert out.returncode == 0, out.stderr[-3000:]
     driver_imports = re.findall(r"^import time:.*\|\s*(\S+)$", out.stderr, flags=re.M)
     assert {"optuna.distributions", "submitit"} <= set(driver_imports), "the trace covers the driver"
-    assert not [m for m in driver_imports if m.split(".")[0] in ("tensorflow", "keras")], \
+    assert not [m for m in driver_imports if m.split(".")[0] in ("tensorflow", "keras")], (
         "the driver process never imports TensorFlow"
+    )
     assert "3 of 3 trials completed, 0 failed" in out.stdout
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -47,8 +55,9 @@ def test_digits_sweep_records_every_trial_in_mlflow(run_hpo: RunHPO, tmp_path: P
     assert sorted(r.data.tags["hpo.trial_number"] for r in children) == ["0", "1", "2"]
     for child in children:
         assert child.info.status == "FINISHED"
-        assert {"model.conv_layers", "model.filters", "trainer.learning_rate", "trainer.batch_size"} <= \
-            set(child.data.params)
+        assert {"model.conv_layers", "model.filters", "trainer.learning_rate", "trainer.batch_size"} <= set(
+            child.data.params
+        )
         assert len(client.get_metric_history(child.info.run_id, "val_accuracy")) == 2
 
     results = yaml.safe_load((_sweep_dir(tmp_path) / "optimization_results.yaml").read_text())
@@ -77,3 +86,30 @@ def test_sweep_where_every_trial_fails_says_why(run_hpo: RunHPO, tmp_path: Path)
     runs = client.search_runs([client.get_experiment_by_name("hpo").experiment_id])
     assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED", "FAILED"]
     assert yaml.safe_load((_sweep_dir(tmp_path) / "optimization_results.yaml").read_text())["n_failed"] == 2
+
+
+def test_issue_overrides_on_a_cached_keras_dataset(run_hpo: RunHPO, tmp_path: Path) -> None:
+    """The override names users and later tooling rely on, on mnist read from Keras' cache."""
+    write_keras_dataset(tmp_path / "keras", "mnist", n_train=100, n_test=20)
+    out = run_hpo(
+        [
+            "-m",
+            "dataset=mnist",
+            "model=cnn",
+            "mode=simple",
+            "hardware=cpu",
+            "launcher.workers=2",
+            "hydra.sweeper.n_trials=2",
+            "trainer.max_epochs=1",
+            "mlflow.tracking_uri=sqlite:///runs.db",
+            "mlflow.experiment_name=demo",
+        ]
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "2 of 2 trials completed" in out.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("demo").experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(runs) == 3 and len(children) == 2
+    assert {r.data.params["dataset"] for r in children} == {"mnist"}
+    assert not (tmp_path / "mlflow.db").exists()

@@ -13,8 +13,12 @@ from tests.conftest import RunHPO
 def test_help_lists_groups_and_options(run_hpo: RunHPO) -> None:
     out = run_hpo(["--help"])
     assert out.returncode == 0, out.stderr
-    for line in ("dataset: cifar10, cifar100, digits, fashion_mnist, imdb, mnist, reuters", "hardware: cpu",
-                 "mode: simple", "model: cnn, lstm"):
+    for line in (
+        "dataset: cifar10, cifar100, digits, fashion_mnist, imdb, mnist, reuters",
+        "hardware: cpu",
+        "mode: simple",
+        "model: cnn, lstm",
+    ):
         assert line in out.stdout
 
 
@@ -52,8 +56,18 @@ def test_model_override_beats_the_modality_default(run_hpo: RunHPO) -> None:
         (["trainer.max_epochs=three"], "three"),
         (["-m", "dataset.validation_split=1.5"], "dataset.validation_split"),
     ],
-    ids=["unknown-dataset", "unknown-model", "malformed-search-space", "bad-distribution", "zero-workers",
-         "negative-epochs-sweep", "negative-epochs-run", "misspelt-key", "wrong-type", "out-of-range"],
+    ids=[
+        "unknown-dataset",
+        "unknown-model",
+        "malformed-search-space",
+        "bad-distribution",
+        "zero-workers",
+        "negative-epochs-sweep",
+        "negative-epochs-run",
+        "misspelt-key",
+        "wrong-type",
+        "out-of-range",
+    ],
 )
 def test_bad_input_is_one_clear_line_and_exit_2(run_hpo: RunHPO, args: list[str], expected: str) -> None:
     out = run_hpo(args)

@@ -23,10 +23,25 @@ def config(tmp_path: Path) -> dict[str, Any]:
 
     cfg = OmegaConf.to_container(OmegaConf.structured(HPOConfig(model=None)), resolve=True)
     assert isinstance(cfg, dict)
-    cfg["dataset"] = {"name": "digits", "modality": "image", "source": "sklearn", "input_shape": [8, 8, 1],
-                      "num_classes": 10, "vocab_size": None, "validation_split": 0.2}
-    cfg["model"] = {"family": "cnn", "conv_layers": 1, "filters": 8, "kernel_size": 3, "activation": "relu",
-                    "batch_norm": False, "dropout": 0.1, "dense_units": 16}
+    cfg["dataset"] = {
+        "name": "digits",
+        "modality": "image",
+        "source": "sklearn",
+        "input_shape": [8, 8, 1],
+        "num_classes": 10,
+        "vocab_size": None,
+        "validation_split": 0.2,
+    }
+    cfg["model"] = {
+        "family": "cnn",
+        "conv_layers": 1,
+        "filters": 8,
+        "kernel_size": 3,
+        "activation": "relu",
+        "batch_norm": False,
+        "dropout": 0.1,
+        "dense_units": 16,
+    }
     cfg["trainer"].update(max_epochs=2, batch_size=32, learning_rate=0.005)
     cfg["mlflow"].update(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment_name="unit")
     return cfg

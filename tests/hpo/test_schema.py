@@ -1,0 +1,60 @@
+"""The structured schema: what the driver and the worker both accept or refuse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from hpo.cli import CONF_DIR
+from hpo.errors import ConfigError
+from hpo.schema import CNNConf, LSTMConf, Modality, register_configs, validate
+
+
+@pytest.fixture
+def composed() -> Any:
+    """The default config, composed once the way the CLI does it."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config")
+    GlobalHydra.instance().clear()
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+def test_defaults_validate_to_typed_objects(composed: Any) -> None:
+    composed["launcher"]["backend"] = "local"
+    cfg = validate(composed)
+    assert cfg.dataset.name == "digits" and cfg.dataset.modality == Modality.image
+    assert isinstance(cfg.model, CNNConf)
+    assert cfg.launcher.workers == 2
+
+
+def test_text_dataset_gets_the_lstm_schema(composed: Any) -> None:
+    composed["launcher"]["backend"] = "local"
+    composed["model"] = {"family": "lstm", "units": 8}
+    assert isinstance(validate(composed).model, LSTMConf)
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (("launcher", "workers"), 0, "launcher.workers must be at least 1, got 0"),
+        (("trainer", "max_epochs"), -1, "trainer.max_epochs must be at least 1, got -1"),
+        (("trainer", "learning_rate"), 0.0, "trainer.learning_rate must be positive"),
+        (("model", "dropout"), 1.0, "model.dropout must be in [0, 1)"),
+        (("model", "filtres"), 8, "filtres"),
+        (("model", "family"), "transformer", "model.family must be one of ['cnn', 'lstm']"),
+        (("dataset", "modality"), "audio", "audio"),
+        (("trainer", "batch_size"), "big", "big"),
+    ],
+)
+def test_bad_values_name_their_key(composed: Any, path: tuple[str, str], value: Any, message: str) -> None:
+    composed["launcher"]["backend"] = "local"
+    composed[path[0]][path[1]] = value
+    with pytest.raises(ConfigError) as raised:
+        validate(composed)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
