@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -70,6 +71,10 @@ def one_line(error: BaseException) -> str:
     return " ".join(parts) or type(error).__name__
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
     """Run hpo's Hydra app; returns the process exit code."""
     debug = bool(os.environ.get(DEBUG_ENV))
@@ -77,6 +82,8 @@ def main() -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     os.environ["HYDRA_FULL_ERROR"] = "1"
     register_configs()
+    # SIGTERM takes the same path as Ctrl-C: running trials are cancelled and recorded, nothing is orphaned.
+    signal.signal(signal.SIGTERM, _interrupt)
     app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(run)
     stderr, sys.stderr = sys.stderr, _DropHydraJobNotice(sys.stderr)  # type: ignore[assignment]
     try:

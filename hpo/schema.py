@@ -6,6 +6,7 @@ by each dataclass's ``__post_init__`` when :func:`validate` turns the config int
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -195,6 +196,16 @@ class HPOConfig:
     trainer: TrainerConf = field(default_factory=TrainerConf)
     launcher: LauncherConf = field(default_factory=LauncherConf)
     mlflow: MLflowConf = field(default_factory=MLflowConf)
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys (``trainer.max_epochs``)."""
+    if not isinstance(node, Mapping):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 def validate(cfg: DictConfig | dict[str, Any]) -> HPOConfig:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpo.schema import flatten
+
 PARENT_RUN_ENV = "HPO_PARENT_RUN_ID"
 _BATCH = 100
 
@@ -19,15 +21,6 @@ def resolve_tracking_uri(uri: str, base_dir: str | Path) -> str:
     if "://" not in uri:
         return str((base / uri).resolve())
     return uri
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, str]:
-    if isinstance(node, Mapping):
-        out: dict[str, str] = {}
-        for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: str(node)}
 
 
 @dataclass
@@ -61,7 +54,7 @@ class ParentRun:
         """Log a nested config as flattened params (``trainer.max_epochs``, ...)."""
         from mlflow.entities import Param
 
-        params = [Param(k, v[:6000]) for k, v in _flatten(config).items()]
+        params = [Param(k, str(v)[:6000]) for k, v in flatten(config).items()]
         for i in range(0, len(params), _BATCH):
             self.client.log_batch(self.run_id, params=params[i : i + _BATCH])
 
@@ -84,6 +77,13 @@ class ParentRun:
             for r in runs
         ]
         return sorted(out, key=lambda t: t.trial_number)
+
+    def end_orphans(self, status: str) -> None:
+        """End the trial runs still marked RUNNING once no job runs any more (a job killed outright)."""
+        for trial in self.trials():
+            if trial.status == "RUNNING":
+                self.client.set_tag(trial.run_id, "hpo.error", "its process stopped before the trial ended")
+                self.client.set_terminated(trial.run_id, status)
 
     def finish(self, status: str, metrics: Mapping[str, float], artifacts: Iterable[Path]) -> None:
         """Log the sweep's final metrics and files and end the run with ``status``."""

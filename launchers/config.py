@@ -22,9 +22,4 @@ class HPOLauncherConf:
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
 
 
-def register() -> None:
-    """Make ``hydra/launcher=hpo`` known to Hydra (done on import, as Hydra's plugin scan expects)."""
-    ConfigStore.instance().store(group="hydra/launcher", name="hpo", node=HPOLauncherConf, provider="hpo")
-
-
-register()
+ConfigStore.instance().store(group="hydra/launcher", name="hpo", node=HPOLauncherConf, provider="hpo")

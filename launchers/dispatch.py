@@ -15,6 +15,9 @@ from launchers.job import JobSpec, failed_return
 
 log = logging.getLogger(__name__)
 
+# how long cancelled jobs get to stop before the interruption propagates
+CANCEL_GRACE_S = 15.0
+
 
 def _collect(spec: JobSpec, handle: JobHandle, elapsed_s: float) -> JobReturn:
     try:
@@ -54,5 +57,13 @@ def run_jobs(
         for spec, handle, _ in running.values():
             log.warning(f"#{spec.num} cancelled")
             handle.cancel()
+        _wait_until_stopped([handle for _, handle, _ in running.values()], poll_interval_s)
         raise
     return [returns[spec.num] for spec in specs]
+
+
+def _wait_until_stopped(handles: list[JobHandle], poll_interval_s: float) -> None:
+    """Give cancelled jobs a moment to record how they ended, so nothing is reported before it is true."""
+    deadline = time.monotonic() + CANCEL_GRACE_S
+    while any(not h.done() for h in handles) and time.monotonic() < deadline:
+        time.sleep(poll_interval_s)

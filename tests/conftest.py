@@ -10,6 +10,14 @@ from pathlib import Path
 
 import pytest
 
+import hydra_plugins.hpo_launchers.hpo_launcher
+import hydra_plugins.hpo_launchers.hpo_sweeper  # noqa: F401
+from hpo.schema import register_configs
+
+# Hydra's test fixtures snapshot and restore the ConfigStore around each test, so hpo's configs are
+# registered once here, before any snapshot, rather than by whichever test first imports them.
+register_configs()
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 RunHPO = Callable[..., subprocess.CompletedProcess[str]]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpo.errors import HPOError, TrialError
-from hpo.schema import validate
+from hpo.schema import flatten, validate
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +41,6 @@ class TrialResult:
     run_id: str
 
 
-def _flatten(prefix: str, node: Any) -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flatten(f"{prefix}.{key}" if prefix else str(key), value))
-        return out
-    return {prefix: node}
-
-
 def run_trial(request: TrialRequest) -> TrialResult:
     """Validate the request, train the model it describes, log everything to MLflow, return the score.
 
@@ -70,7 +61,7 @@ def run_trial(request: TrialRequest) -> TrialResult:
 
     seed = runtime.trial_seed(cfg.seed, request.trial_number)
     runtime.configure(seed, runtime.cpu_threads(cfg.launcher.workers))
-    params = _flatten("", {k: request.config[k] for k in ("model", "trainer")})
+    params = flatten({k: request.config[k] for k in ("model", "trainer")})
     params.update({"dataset": cfg.dataset.name, "mode": cfg.mode.name, "seed": cfg.seed})
     tags = {
         "hpo.trial_number": str(request.trial_number),

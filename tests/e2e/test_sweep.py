@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -113,3 +118,62 @@ def test_issue_overrides_on_a_cached_keras_dataset(run_hpo: RunHPO, tmp_path: Pa
     assert len(runs) == 3 and len(children) == 2
     assert {r.data.params["dataset"] for r in children} == {"mnist"}
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether a process exists and is not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_sweep_cancels_trials_and_records_them(tmp_path: Path, signum: int) -> None:
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "hpo", "-m", "hydra.sweeper.n_trials=4", "trainer.max_epochs=500"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    deadline = time.monotonic() + 240
+    running: list[Any] = []
+    while len(running) < 2 and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(1)
+        experiment = client.get_experiment_by_name("hpo") if (tmp_path / "mlflow.db").exists() else None
+        if experiment is not None:
+            runs = client.search_runs(
+                [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'"
+            )
+            running = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(running) == 2, "two trials are training when the signal comes"
+    processes = _descendants(driver.pid)
+    assert processes, "the trials run in child processes"
+    driver.send_signal(signum)
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 130, stderr[-2000:]
+    assert "interrupted: running trials were cancelled" in stderr
+    runs = client.search_runs([client.get_experiment_by_name("hpo").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["KILLED", "KILLED", "KILLED"], "parent and both trials"
+    deadline = time.monotonic() + 15
+    while [pid for pid in processes if _running(pid)] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not [pid for pid in processes if _running(pid)], "no process outlives the sweep"

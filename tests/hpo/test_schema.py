@@ -15,8 +15,8 @@ from hpo.schema import CNNConf, LSTMConf, Modality, register_configs, validate
 
 
 @pytest.fixture
-def composed() -> Any:
-    """The default config, composed once the way the CLI does it."""
+def composed(hydra_restore_singletons: Any) -> Any:
+    """The default config, composed the way the CLI does it (Hydra's global state restored afterwards)."""
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config")

@@ -24,8 +24,6 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, RunMode, TaskFunction
 from omegaconf import DictConfig
 
-from launchers.config import register
-
 pytestmark = pytest.mark.slow
 
 Launch = Callable[..., Sequence[JobReturn]]
@@ -36,7 +34,6 @@ def launch(tmp_path: Path, hydra_restore_singletons: Any) -> Callable[..., Seque
     """Launch jobs on the hpo launcher the way a sweeper does, returning every job's ``JobReturn``."""
 
     def run(task: TaskFunction, jobs: list[list[str]], workers: int) -> Sequence[JobReturn]:
-        register()
         hydra = Hydra.create_main_hydra2(task_name="test", config_search_path=create_config_search_path(None))
         cfg = hydra.compose_config(
             config_name=None,
