@@ -28,6 +28,7 @@ class Modality(StrEnum):
 class DataSource(StrEnum):
     sklearn = "sklearn"
     keras = "keras"
+    web = "web"
 
 
 def _require(condition: bool, key: str, rule: str, value: Any) -> None:
@@ -41,7 +42,7 @@ class DatasetConf:
     name: str = MISSING
     # image or text: picks the default model family
     modality: Modality = MISSING
-    # where the data comes from: scikit-learn's bundled data or Keras' download-and-cache loaders
+    # where the data comes from: scikit-learn's bundled data, Keras' loaders, or hpo's own downloader
     source: DataSource = MISSING
     # shape of one example: [height, width, channels] for images, [sequence_length] for text
     input_shape: list[int] = MISSING
@@ -51,8 +52,11 @@ class DatasetConf:
     vocab_size: int | None = None
     # fraction of the training data held out (stratified, seeded) for validation
     validation_split: float = 0.2
+    # train and validate on this stratified fraction of the training data, for quick sweeps
+    fraction: float = 1.0
 
     def __post_init__(self) -> None:
+        _require(0.0 < self.fraction <= 1.0, "dataset.fraction", "in (0, 1]", self.fraction)
         _require(self.num_classes >= 2, "dataset.num_classes", "at least 2", self.num_classes)
         _require(
             0.0 < self.validation_split < 1.0, "dataset.validation_split", "in (0, 1)", self.validation_split
@@ -123,13 +127,40 @@ class LSTMConf:
 
 
 @dataclass
+class HealthWeights:
+    # share of validation accuracy in the health-mode objective; the health score gets the rest
+    accuracy: float = 0.7
+    # relative weights of the health components in the health score (normalised to sum to 1)
+    overfitting: float = 1.0
+    convergence: float = 1.0
+    gradients: float = 1.0
+    dead_units: float = 1.0
+    weight_health: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.accuracy <= 1.0, "mode.weights.accuracy", "in [0, 1]", self.accuracy)
+        parts = (self.overfitting, self.convergence, self.gradients, self.dead_units, self.weight_health)
+        _require(
+            min(parts) >= 0 and sum(parts) > 0,
+            "mode.weights (components)",
+            "non-negative with a positive sum",
+            parts,
+        )
+
+
+@dataclass
 class ModeConf:
-    # name of the scoring mode
+    # name of the scoring mode: simple (validation accuracy) or health (accuracy blended with health)
     name: str = "simple"
     # metric the sweep optimises, as logged per trial
     objective: str = "val_accuracy"
     # whether a larger objective is better
     direction: str = "maximize"
+    # health mode's blend; ignored by simple mode
+    weights: HealthWeights = field(default_factory=HealthWeights)
+
+    def __post_init__(self) -> None:
+        _require(self.name in ("simple", "health"), "mode.name", "simple or health", self.name)
 
 
 @dataclass
@@ -151,10 +182,21 @@ class TrainerConf:
     max_epochs: int = 5
     # examples per gradient step
     batch_size: int = 64
-    # Adam's learning rate
+    # Adam's learning rate (per replica; see scale_batch_with_replicas)
     learning_rate: float = 1e-3
+    # stop when the validation loss has not improved for `patience` epochs
+    early_stopping: bool = True
+    # epochs without validation-loss improvement before stopping
+    patience: int = 3
+    # on several GPUs: global batch = batch_size x replicas, learning rate x replicas (linear scaling)
+    scale_batch_with_replicas: bool = True
+    # float16 compute with float32 weights on GPUs that support it (the output layer stays float32)
+    mixed_precision: bool = False
+    # evaluate the best epoch's model on the test split and log test_accuracy (never the objective)
+    evaluate_test: bool = True
 
     def __post_init__(self) -> None:
+        _require(self.patience >= 1, "trainer.patience", "at least 1", self.patience)
         _require(self.max_epochs >= 1, "trainer.max_epochs", "at least 1", self.max_epochs)
         _require(self.batch_size >= 1, "trainer.batch_size", "at least 1", self.batch_size)
         _require(self.learning_rate > 0, "trainer.learning_rate", "positive", self.learning_rate)

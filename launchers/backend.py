@@ -28,6 +28,6 @@ class JobHandle(Protocol):
 class Backend(Protocol):
     """Runs jobs somewhere: local subprocesses today, remote workers later."""
 
-    def submit(self, spec: JobSpec) -> JobHandle:
-        """Start one job and return at once."""
+    def submit(self, spec: JobSpec, slot: int) -> JobHandle:
+        """Start one job in worker slot ``slot`` (0 .. workers-1, free when called) and return at once."""
         ...

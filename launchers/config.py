@@ -16,6 +16,8 @@ class HPOLauncherConf:
     backend: str = "local"
     # a job running longer than this is stopped and reported as failed
     timeout_min: int = 60
+    # GPUs given to each running job (local backend: a CUDA_VISIBLE_DEVICES partition); 0 hides them
+    gpus_per_worker: int = 0
     # seconds between two checks of the running jobs
     poll_interval_s: float = 0.1
     # where submitit keeps each job's pickles and logs (%j: the job id)

@@ -39,25 +39,27 @@ def run_jobs(
     On any interruption (Ctrl-C included) the jobs still running are cancelled before it propagates.
     """
     pending = deque(specs)
-    running: dict[int, tuple[JobSpec, JobHandle, float]] = {}
+    free_slots = list(range(workers))
+    running: dict[int, tuple[JobSpec, JobHandle, float, int]] = {}
     returns: dict[int, JobReturn] = {}
     try:
         while pending or running:
-            while pending and len(running) < workers:
-                spec = pending.popleft()
+            while pending and free_slots:
+                spec, slot = pending.popleft(), free_slots.pop(0)
                 log.info(f"#{spec.num} start: {' '.join(filter_overrides(spec.overrides))}")
-                running[spec.num] = (spec, backend.submit(spec), time.monotonic())
-            finished = [num for num, (_, handle, _) in running.items() if handle.done()]
+                running[spec.num] = (spec, backend.submit(spec, slot), time.monotonic(), slot)
+            finished = [num for num, (_, handle, _, _) in running.items() if handle.done()]
             for num in finished:
-                spec, handle, started = running.pop(num)
+                spec, handle, started, slot = running.pop(num)
+                free_slots.append(slot)
                 returns[num] = _collect(spec, handle, time.monotonic() - started)
             if not finished:
                 time.sleep(poll_interval_s)
     except BaseException:
-        for spec, handle, _ in running.values():
+        for spec, handle, _, _ in running.values():
             log.warning(f"#{spec.num} cancelled")
             handle.cancel()
-        _wait_until_stopped([handle for _, handle, _ in running.values()], poll_interval_s)
+        _wait_until_stopped([handle for _, handle, _, _ in running.values()], poll_interval_s)
         raise
     return [returns[spec.num] for spec in specs]
 

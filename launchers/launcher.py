@@ -52,7 +52,8 @@ class HPOLauncher(Launcher):
             os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
         log.info(f"hpo launcher ({self.params['backend']}, {workers} workers): {sweep_dir}")
         specs = [self._compose(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
-        return run_jobs(self._backend(), specs, workers, float(self.params["poll_interval_s"]))
+        backend = self._backend()
+        return run_jobs(backend, specs, workers, float(self.params["poll_interval_s"]))
 
     def _compose(self, num: int, overrides: list[str]) -> JobSpec:
         assert self.config is not None and self.hydra_context is not None
@@ -78,4 +79,5 @@ class HPOLauncher(Launcher):
         timeout_min = int(self.params["timeout_min"])
         if timeout_min < 1:
             raise ConfigError(f"launcher.timeout_min must be at least 1, got {timeout_min}")
-        return LocalBackend(runner, self.params["submitit_folder"], timeout_min)
+        workers, gpus = int(self.params["workers"]), int(self.params["gpus_per_worker"])
+        return LocalBackend(runner, self.params["submitit_folder"], timeout_min, workers, gpus)

@@ -54,6 +54,20 @@ def trial_run(
         mlflow.end_run("FINISHED")
 
 
+def record_devices(report: Any) -> None:
+    """Tag the run with the devices the trial used, and the mismatch warning when there is one."""
+    mlflow.set_tags(
+        {
+            "hpo.gpus_expected": report.gpus_expected,
+            "hpo.gpus_seen": report.gpus_seen,
+            "hpo.replicas": report.replicas,
+            "hpo.mixed_precision": report.mixed_precision,
+        }
+    )
+    if report.warning:
+        mlflow.set_tag("hpo.device_warning", report.warning)
+
+
 def log_keras_model(model: keras.Model, example: np.ndarray) -> None:
     """Log ``model`` as an MLflow Keras model with its signature (``mlflow.keras.load_model`` loads it)."""
     import tensorflow as tf

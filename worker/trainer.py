@@ -1,10 +1,19 @@
-"""Trains a compiled-on-demand Keras model on a ``tf.data`` pipeline and keeps its best epoch."""
+"""Builds, compiles and trains a model under a distribution strategy, keeping its best epoch.
+
+The model is built by a callable that ``fit`` calls inside ``strategy.scope()``, so a model built
+outside the scope (a source of collective shape mismatches on several GPUs) cannot happen.
+
+Batch and learning rate on several replicas: with ``trainer.scale_batch_with_replicas`` (default)
+the global batch is ``batch_size x replicas`` and the learning rate ``learning_rate x replicas``
+(the linear scaling rule), so each replica sees ``batch_size`` examples and the per-example step
+matches the one-device run; without it both are used as given.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,16 +26,20 @@ from hpo.schema import TrainerConf
 
 @dataclass
 class FitResult:
-    """What training produced: per-epoch history, the best epoch by the objective, and timings."""
+    """What training produced: the model at its best epoch (by the monitored metric), history, timings."""
 
+    model: keras.Model
     history: dict[str, list[float]]
     best_epoch: int
-    objective: float
+    best_value: float
+    epochs_run: int
+    global_batch: int
+    learning_rate: float
     fit_s: float
 
 
 class _KeepBest(keras.callbacks.Callback):
-    """Remembers the weights of the epoch with the best objective, so the logged model matches the score."""
+    """Remembers the weights of the epoch with the best objective, so the kept model matches the score."""
 
     def __init__(self, monitor: str, maximize: bool) -> None:
         super().__init__()
@@ -44,47 +57,61 @@ class _KeepBest(keras.callbacks.Callback):
 
 
 def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None) -> tf.data.Dataset:
-    """Batches in memory arrays; shuffles each epoch when a seed is given (training data)."""
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    """An in-memory ``tf.data`` pipeline: cached, reshuffled each epoch when seeded (training), prefetched."""
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
     if seed is not None:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def fit(
-    model: keras.Model,
+    build: Callable[[], keras.Model],
     data: Any,
     cfg: TrainerConf,
     *,
     seed: int,
-    objective: str,
+    monitor: str,
     maximize: bool,
+    strategy: tf.distribute.Strategy | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> FitResult:
-    """Compile ``model``, train it for ``cfg.max_epochs`` and restore the weights of its best epoch."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    keep_best = _KeepBest(objective, maximize)
+    """Build and compile the model inside the strategy's scope, train it, restore its best epoch."""
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    scale = replicas if cfg.scale_batch_with_replicas else 1
+    global_batch, learning_rate = cfg.batch_size * scale, cfg.learning_rate * scale
+    with strategy.scope():
+        model = build()
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    keep_best = _KeepBest(monitor, maximize)
+    stops: list[keras.callbacks.Callback] = []
+    if cfg.early_stopping:
+        stops.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience))
     started = time.perf_counter()
     history = model.fit(
-        pipeline(data.x_train, data.y_train, cfg.batch_size, seed),
-        validation_data=pipeline(data.x_val, data.y_val, cfg.batch_size, None),
+        pipeline(data.x_train, data.y_train, global_batch, seed),
+        validation_data=pipeline(data.x_val, data.y_val, global_batch, None),
         epochs=cfg.max_epochs,
-        callbacks=[keep_best, *callbacks],
+        callbacks=[keep_best, *stops, *callbacks],
         shuffle=False,
         verbose=0,
     )
     fit_s = time.perf_counter() - started
     if keep_best.weights is not None:
         model.set_weights(keep_best.weights)
-    values = [float(v) for v in history.history.get(objective, [])]
-    best = values[keep_best.best_epoch] if keep_best.best_epoch >= 0 else math.nan
+    curves = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    values = curves.get(monitor, [])
     return FitResult(
-        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+        model=model,
+        history=curves,
         best_epoch=keep_best.best_epoch,
-        objective=best,
+        best_value=values[keep_best.best_epoch] if keep_best.best_epoch >= 0 else math.nan,
+        epochs_run=len(values),
+        global_batch=global_batch,
+        learning_rate=learning_rate,
         fit_s=fit_s,
     )

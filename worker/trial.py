@@ -56,13 +56,22 @@ def run_trial(request: TrialRequest) -> TrialResult:
 
     from worker import runtime, tracking
     from worker.datasets import load_dataset
+    from worker.distribution import prepare_devices
     from worker.models import build_model
+    from worker.scoring import evaluate_test, score
     from worker.trainer import fit
 
     seed = runtime.trial_seed(cfg.seed, request.trial_number)
     runtime.configure(seed, runtime.cpu_threads(cfg.launcher.workers))
     params = flatten({k: request.config[k] for k in ("model", "trainer")})
-    params.update({"dataset": cfg.dataset.name, "mode": cfg.mode.name, "seed": cfg.seed})
+    params.update(
+        {
+            "dataset": cfg.dataset.name,
+            "dataset.fraction": cfg.dataset.fraction,
+            "mode": cfg.mode.name,
+            "seed": cfg.seed,
+        }
+    )
     tags = {
         "hpo.trial_number": str(request.trial_number),
         "hpo.trial_seed": str(seed),
@@ -79,38 +88,44 @@ def run_trial(request: TrialRequest) -> TrialResult:
         tags,
     ) as run_id:
         try:
+            strategy, devices = prepare_devices(cfg.hardware.gpus_per_worker, cfg.trainer.mixed_precision)
+            tracking.record_devices(devices)
             data = load_dataset(cfg.dataset, split_seed=cfg.seed)
-            model = build_model(cfg.model, cfg.dataset)
             result = fit(
-                model,
+                lambda: build_model(cfg.model, cfg.dataset),
                 data,
                 cfg.trainer,
                 seed=seed,
-                objective=cfg.mode.objective,
-                maximize=cfg.mode.direction == "maximize",
+                monitor="val_accuracy",
+                maximize=True,
+                strategy=strategy,
                 callbacks=[tracking.EpochLogger()],
             )
+            metrics = score(cfg.mode, result, data) if math.isfinite(result.best_value) else {}
+            metrics.update(evaluate_test(result, data, cfg.trainer))
         except HPOError:
             raise
         except Exception as exc:
             log.exception(f"trial {request.trial_number} failed")
             raise TrialError(f"trial {request.trial_number} failed: {type(exc).__name__}: {exc}") from exc
-        if not math.isfinite(result.objective):
+        objective = metrics.get("objective", math.nan)
+        if not math.isfinite(objective):
             raise TrialError(f"trial {request.trial_number} diverged: {cfg.mode.objective} was never finite")
         if cfg.mlflow.log_model:
-            tracking.log_keras_model(model, data.x_val[:8])
+            tracking.log_keras_model(result.model, data.x_val[:8])
         trial_s = time.perf_counter() - started
         mlflow.log_metrics(
             {
-                "objective": result.objective,
+                **metrics,
                 "best_epoch": result.best_epoch,
-                "epochs_run": len(next(iter(result.history.values()), [])),
+                "epochs_run": result.epochs_run,
+                "global_batch": result.global_batch,
                 "fit_s": result.fit_s,
                 "trial_s": trial_s,
             }
         )
     log.info(
-        f"trial {request.trial_number}: {cfg.mode.objective}={result.objective:.4f} "
+        f"trial {request.trial_number}: {cfg.mode.objective}={objective:.4f} "
         f"(fit {result.fit_s:.1f}s of {trial_s:.1f}s)"
     )
-    return TrialResult(result.objective, result.best_epoch, result.fit_s, trial_s, run_id)
+    return TrialResult(objective, result.best_epoch, result.fit_s, trial_s, run_id)

@@ -15,8 +15,8 @@ def test_help_lists_groups_and_options(run_hpo: RunHPO) -> None:
     assert out.returncode == 0, out.stderr
     for line in (
         "dataset: cifar10, cifar100, digits, fashion_mnist, imdb, mnist, reuters",
-        "hardware: cpu",
-        "mode: simple",
+        "hardware: cpu, local_1gpu, local_2gpu",
+        "mode: health, simple",
         "model: cnn, lstm",
     ):
         assert line in out.stdout

@@ -24,6 +24,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, RunMode, TaskFunction
 from omegaconf import DictConfig
 
+from hpo.errors import BackendError
+
 pytestmark = pytest.mark.slow
 
 Launch = Callable[..., Sequence[JobReturn]]
@@ -33,13 +35,16 @@ Launch = Callable[..., Sequence[JobReturn]]
 def launch(tmp_path: Path, hydra_restore_singletons: Any) -> Callable[..., Sequence[JobReturn]]:
     """Launch jobs on the hpo launcher the way a sweeper does, returning every job's ``JobReturn``."""
 
-    def run(task: TaskFunction, jobs: list[list[str]], workers: int) -> Sequence[JobReturn]:
+    def run(
+        task: TaskFunction, jobs: list[list[str]], workers: int, gpus_per_worker: int = 0
+    ) -> Sequence[JobReturn]:
         hydra = Hydra.create_main_hydra2(task_name="test", config_search_path=create_config_search_path(None))
         cfg = hydra.compose_config(
             config_name=None,
             overrides=[
                 "hydra/launcher=hpo",
                 f"hydra.launcher.workers={workers}",
+                f"hydra.launcher.gpus_per_worker={gpus_per_worker}",
                 f"hydra.sweep.dir={tmp_path / 'sweep'}",
             ],
             run_mode=RunMode.MULTIRUN,
@@ -101,6 +106,41 @@ def test_a_job_whose_process_dies_becomes_a_failed_return(launch: Launch, tmp_pa
     assert [r.status for r in returns] == [JobStatus.FAILED, JobStatus.COMPLETED]
     with pytest.raises(Exception, match="job #0 stopped without a result"):
         _ = returns[0].return_value
+
+
+def test_each_worker_slot_gets_its_own_gpus(
+    launch: Launch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+
+    def task(cfg: DictConfig) -> tuple[str, float, float]:
+        started = time.time()
+        time.sleep(1.0)  # holds the slot so that concurrent jobs overlap
+        return os.environ["CUDA_VISIBLE_DEVICES"], started, time.time()
+
+    returns = [
+        r.return_value for r in launch(task, [[f"+x={x}"] for x in range(4)], workers=2, gpus_per_worker=2)
+    ]
+    assert {gpus for gpus, _, _ in returns} == {"0,1", "2,3"}
+    for a, b in zip(returns, returns[1:], strict=False):
+        if a[1] < b[2] and b[1] < a[2]:
+            assert a[0] != b[0], "jobs running at the same time never share a GPU"
+
+
+def test_cpu_jobs_see_no_gpu(launch: Launch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    (ret,) = launch(lambda cfg: os.environ["CUDA_VISIBLE_DEVICES"], [["+x=1"]], workers=1)
+    assert ret.return_value == ""
+
+
+def test_more_gpus_than_the_machine_has_is_refused(
+    launch: Launch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.raises(
+        BackendError, match="2 workers x 1 GPU.s. each need 2 GPUs, but this machine offers 1"
+    ):
+        launch(lambda cfg: 0, [["+x=1"]], workers=2, gpus_per_worker=1)
 
 
 def test_ctrl_c_cancels_every_running_job(tmp_path: Path) -> None:

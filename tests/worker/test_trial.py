@@ -63,6 +63,9 @@ def test_trial_logs_params_epoch_metrics_and_a_loadable_model(config: dict[str, 
         assert [m.step for m in history] == [0, 1], key
     best = max(m.value for m in client.get_metric_history(result.run_id, "val_accuracy"))
     assert run.data.metrics["objective"] == pytest.approx(best)
+    assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0, "the test split is scored beside the objective"
+    assert run.data.metrics["epochs_run"] == 2
+    assert run.data.tags["hpo.gpus_seen"] == "0"
 
     mlflow.set_tracking_uri(config["mlflow"]["tracking_uri"])
     model = mlflow.keras.load_model(f"runs:/{result.run_id}/model")
@@ -90,3 +93,30 @@ def test_impossible_model_fails_the_trial_and_its_run(config: dict[str, Any]) ->
     )
     assert [r.info.status for r in runs] == ["FAILED"]
     assert "conv_layers=5" in runs[0].data.tags["hpo.error"]
+
+
+def test_health_mode_blends_accuracy_with_logged_health_components(config: dict[str, Any]) -> None:
+    config["mode"] = {
+        "name": "health",
+        "objective": "health_objective",
+        "direction": "maximize",
+        "weights": {
+            "accuracy": 0.6,
+            "overfitting": 1.0,
+            "convergence": 1.0,
+            "gradients": 1.0,
+            "dead_units": 2.0,
+            "weight_health": 1.0,
+        },
+    }
+    config["trainer"]["max_epochs"] = 3
+    result = run_trial(TrialRequest(config=config, trial_number=1))
+    metrics = MlflowClient(config["mlflow"]["tracking_uri"]).get_run(result.run_id).data.metrics
+    components = ("overfitting", "convergence", "gradients", "dead_units", "weight_health")
+    assert all(0.0 <= metrics[f"health.{c}"] <= 1.0 for c in components)
+    assert "health.dead_units.relu_units" in metrics
+    weighted = sum(metrics[f"health.{c}"] * (2.0 if c == "dead_units" else 1.0) for c in components) / 6.0
+    assert metrics["health.score"] == pytest.approx(weighted)
+    blend = 0.6 * metrics["best_val_accuracy"] + 0.4 * metrics["health.score"]
+    assert result.objective == pytest.approx(blend)
+    assert metrics["health_objective"] == pytest.approx(blend) == metrics["objective"]
