@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -224,6 +225,14 @@ class MLflowConf:
     experiment_name: str = "hpo"
     # log the trained model of every trial as an MLflow Keras model
     log_model: bool = True
+
+
+def artifact_location(tracking_uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a SQLite store, so the store is self-contained
+    whatever directory the trials ran from; None lets any other store (a server) decide."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return (Path(tracking_uri[len("sqlite:///") :]).parent / "mlruns").as_uri()
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpo.schema import flatten
+from hpo.schema import artifact_location, flatten
 
 PARENT_RUN_ENV = "HPO_PARENT_RUN_ID"
 _BATCH = 100
@@ -44,7 +44,9 @@ class ParentRun:
         self.client = MlflowClient(tracking_uri)
         experiment = self.client.get_experiment_by_name(experiment_name)
         self.experiment_id = (
-            experiment.experiment_id if experiment else self.client.create_experiment(experiment_name)
+            experiment.experiment_id
+            if experiment
+            else self.client.create_experiment(experiment_name, artifact_location(tracking_uri))
         )
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
         self.run_id: str = run.info.run_id

@@ -11,6 +11,8 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
+from hpo.schema import artifact_location
+
 
 class EpochLogger(keras.callbacks.Callback):
     """Logs every metric Keras reports at the end of an epoch as an MLflow step metric."""
@@ -33,10 +35,13 @@ def trial_run(
     A trial that raises ends FAILED with the error in the ``hpo.error`` tag; one interrupted ends KILLED.
     """
     mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
     if parent_run_id:
-        experiment_id = MlflowClient(tracking_uri).get_run(parent_run_id).info.experiment_id
+        experiment_id = client.get_run(parent_run_id).info.experiment_id
+    elif experiment := client.get_experiment_by_name(experiment_name):
+        experiment_id = experiment.experiment_id
     else:
-        experiment_id = mlflow.set_experiment(experiment_name).experiment_id
+        experiment_id = client.create_experiment(experiment_name, artifact_location(tracking_uri))
     run = mlflow.start_run(
         experiment_id=experiment_id, run_name=run_name, parent_run_id=parent_run_id, tags=dict(tags)
     )

@@ -47,7 +47,7 @@ def config(tmp_path: Path) -> dict[str, Any]:
     return cfg
 
 
-def test_trial_logs_params_epoch_metrics_and_a_loadable_model(config: dict[str, Any]) -> None:
+def test_trial_logs_params_epoch_metrics_and_a_loadable_model(config: dict[str, Any], tmp_path: Path) -> None:
     result = run_trial(TrialRequest(config=config, trial_number=3, overrides=["model.filters=8"]))
     assert 0.3 < result.objective <= 1.0, "a small CNN learns digits well past chance in two epochs"
     assert result.fit_s < result.trial_s
@@ -55,6 +55,7 @@ def test_trial_logs_params_epoch_metrics_and_a_loadable_model(config: dict[str, 
     client = MlflowClient(config["mlflow"]["tracking_uri"])
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
+    assert run.info.artifact_uri.startswith((tmp_path / "mlruns").as_uri()), "artifacts live beside the store"
     assert run.data.params["model.filters"] == "8"
     assert run.data.params["trainer.learning_rate"] == "0.005"
     assert run.data.tags["hpo.trial_number"] == "3"
