@@ -14,7 +14,7 @@ def test_help_lists_groups_and_options(run_hpo: RunHPO) -> None:
     out = run_hpo(["--help"])
     assert out.returncode == 0, out.stderr
     for line in (
-        "dataset: cifar10, cifar100, digits, fashion_mnist, imdb, mnist, reuters",
+        "dataset: cifar10, cifar100, digits, fashion_mnist, gtsrb, imdb, mnist, reuters",
         "hardware: cpu, local_1gpu, local_2gpu",
         "mode: health, simple",
         "model: cnn, lstm",

@@ -1,18 +1,22 @@
 """Fixtures for worker tests: a private Keras cache holding small files in Keras' real formats.
 
 The ``write_*`` functions lay files out exactly as ``keras.utils.get_file`` leaves them under
-``$KERAS_HOME/datasets`` (CIFAR as its extracted folder), so loaders read them without network.
+``$KERAS_HOME/datasets`` (CIFAR as its extracted folder), so loaders read them without network;
+``write_gtsrb`` writes tiny copies of GTSRB's official zips, to be fetched like the real ones.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 
 def _labels(n: int, num_classes: int) -> np.ndarray:
@@ -136,6 +140,57 @@ KERAS_WRITERS: dict[str, Callable[..., Path]] = {
 def write_keras_dataset(root: Path, name: str, **kwargs: object) -> Path:
     """Write the small cached copy of one Keras dataset under ``root``; return its cache path."""
     return KERAS_WRITERS[name](root, **kwargs)
+
+
+GTSRB_COLOURS = ((255, 0, 0), (0, 160, 0), (20, 40, 250))
+"""The colour of class c's sign (its ROI) in the images ``write_gtsrb`` makes; the border is yellow."""
+
+_GTSRB_HEADER = ["Filename", "Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2"]
+
+
+def _sign(index: int, label: int) -> tuple[bytes, list[str]]:
+    """A PPM of varying size: a yellow border around its ROI (corners inclusive) in the class colour."""
+    width, height = 30 + 3 * index, 28 + 2 * index
+    x1, y1, x2, y2 = 5, 6, width - 7, height - 5
+    pixels = np.full((height, width, 3), (255, 255, 0), dtype=np.uint8)
+    pixels[y1 : y2 + 1, x1 : x2 + 1] = GTSRB_COLOURS[label]
+    ppm = io.BytesIO()
+    Image.fromarray(pixels).save(ppm, format="PPM")
+    return ppm.getvalue(), [str(v) for v in (width, height, x1, y1, x2, y2)]
+
+
+def _csv(header: list[str], rows: list[list[str]]) -> str:
+    return "".join(";".join(row) + "\r\n" for row in [header, *rows])
+
+
+def write_gtsrb(folder: Path, num_classes: int = 3, per_class: int = 4, n_test: int = 6) -> dict[str, Path]:
+    """Write GTSRB's three official zips, in their real layout but tiny, into ``folder``; by stem."""
+    folder.mkdir(parents=True, exist_ok=True)
+    zips = {
+        stem: folder / f"{stem}.zip"
+        for stem in ("GTSRB_Final_Training_Images", "GTSRB_Final_Test_Images", "GTSRB_Final_Test_GT")
+    }
+    with zipfile.ZipFile(zips["GTSRB_Final_Training_Images"], "w") as train:
+        train.writestr("GTSRB/Readme-Images.txt", "GTSRB training images")
+        for label in range(num_classes):
+            images = f"GTSRB/Final_Training/Images/{label:05d}/"
+            rows = []
+            for i in range(per_class):
+                ppm, fields = _sign(i + label, label)
+                train.writestr(f"{images}00000_{i:05d}.ppm", ppm)
+                rows.append([f"00000_{i:05d}.ppm", *fields, str(label)])
+            train.writestr(f"{images}GT-{label:05d}.csv", _csv([*_GTSRB_HEADER, "ClassId"], rows))
+    test_rows = []
+    with zipfile.ZipFile(zips["GTSRB_Final_Test_Images"], "w") as test:
+        for i in range(n_test):
+            ppm, fields = _sign(i, i % num_classes)
+            test.writestr(f"GTSRB/Final_Test/Images/{i:05d}.ppm", ppm)
+            test_rows.append([f"{i:05d}.ppm", *fields])
+        test.writestr("GTSRB/Final_Test/Images/GT-final_test.test.csv", _csv(_GTSRB_HEADER, test_rows))
+    labelled = [[*row, str(i % num_classes)] for i, row in enumerate(test_rows)]
+    with zipfile.ZipFile(zips["GTSRB_Final_Test_GT"], "w") as gt:
+        gt.writestr("GT-final_test.csv", _csv([*_GTSRB_HEADER, "ClassId"], labelled))
+    return zips
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests for worker.datasets: every loader reads small files in Keras' real cache format, offline."""
+"""Tests for worker.datasets: every loader reads small files in its real format, offline."""
 
 from __future__ import annotations
 
@@ -8,16 +8,23 @@ import importlib
 import math
 import shutil
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from keras.src.datasets.cifar import load_batch
 from keras.utils import pad_sequences
+from sklearn.model_selection import train_test_split
 
+from hpo.cli import CONF_DIR
 from hpo.errors import DatasetError
-from hpo.schema import DatasetConf, DataSource, Modality
-from worker import datasets
+from hpo.schema import CNNConf, DatasetConf, DataSource, Modality, validate
+from tests.worker.conftest import GTSRB_COLOURS, write_gtsrb
+from worker import datasets, gtsrb, keras_datasets
 from worker.datasets import DatasetSplits, load_dataset
 
 UNREACHABLE = "http://127.0.0.1:9/missing.npz"
@@ -48,9 +55,9 @@ def text_conf(name: str, num_classes: int, length: int = 20, vocab_size: int = 5
 
 def set_origin(monkeypatch: pytest.MonkeyPatch, name: str, origin: str, file_hash: str | None = None) -> None:
     """Point a single-file Keras dataset at another origin (and hash) for this test."""
-    source = datasets._KERAS_SOURCES[name]
+    source = keras_datasets.KERAS_SOURCES[name]
     remote = dataclasses.replace(source.files[0], origin=origin, file_hash=file_hash)
-    monkeypatch.setitem(datasets._KERAS_SOURCES, name, dataclasses.replace(source, files=(remote,)))
+    monkeypatch.setitem(keras_datasets.KERAS_SOURCES, name, dataclasses.replace(source, files=(remote,)))
 
 
 def assert_splits(splits: DatasetSplits, n_train: int, validation_split: float, num_classes: int) -> None:
@@ -116,7 +123,7 @@ def test_text_encoding_matches_keras_conventions(keras_home: Path) -> None:
         x_test=words[2:],
         y_test=np.array([1, 0]),
     )
-    raw = datasets._parse_imdb([datasets_dir / "imdb.npz"])
+    raw = keras_datasets._parse_imdb([datasets_dir / "imdb.npz"])
     encoded = datasets._as_sequences(raw[0], text_conf("imdb", 2, length=5))
     np.testing.assert_array_equal(encoded, [[0, 1, 4, 5, 2], [8, 8, 8, 8, 8]])
     np.testing.assert_array_equal(
@@ -272,3 +279,162 @@ def test_too_small_for_stratified_validation(keras_cache: Path) -> None:
     cfg = image_conf("mnist", [28, 28, 1], validation_split=0.1)  # 5 validation examples for 10 classes
     with pytest.raises(DatasetError, match="change dataset.validation_split"):
         load_dataset(cfg, split_seed=0)
+
+
+def test_fraction_keeps_a_stratified_part_before_the_validation_split() -> None:
+    full = load_dataset(image_conf("digits", [8, 8, 1]), split_seed=3)
+    pool = np.concatenate([full.y_train, full.y_val])
+    for fraction in (0.25, 0.5):
+        part = load_dataset(image_conf("digits", [8, 8, 1], fraction=fraction), split_seed=3)
+        kept = np.concatenate([part.y_train, part.y_val])
+        assert abs(len(kept) - fraction * len(pool)) <= 1
+        assert len(part.y_val) == math.ceil(len(kept) * 0.2)
+        np.testing.assert_allclose(np.bincount(kept) / len(kept), np.bincount(pool) / len(pool), atol=0.01)
+        np.testing.assert_array_equal(part.x_test, full.x_test)
+        np.testing.assert_array_equal(part.y_test, full.y_test)
+
+
+def test_fraction_depends_only_on_the_seed_and_one_changes_nothing() -> None:
+    cfg = image_conf("digits", [8, 8, 1], fraction=0.3)
+    a = load_dataset(cfg, split_seed=4)
+    datasets._loaded.clear()
+    b, c = load_dataset(cfg, split_seed=4), load_dataset(cfg, split_seed=5)
+    assert a is not b
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.x_val, b.x_val)
+    assert not np.array_equal(a.y_train, c.y_train)
+    whole = load_dataset(image_conf("digits", [8, 8, 1], fraction=1.0), split_seed=4)
+    raw = datasets._load_digits()
+    x_train, x_val, _, _ = train_test_split(
+        raw.x_train, raw.y_train, test_size=0.2, stratify=raw.y_train, random_state=4
+    )
+    np.testing.assert_array_equal(whole.x_train, x_train)
+    np.testing.assert_array_equal(whole.x_val, x_val)
+
+
+def test_fraction_too_small_to_keep_every_class(keras_cache: Path) -> None:
+    cfg = image_conf("mnist", [28, 28, 1], fraction=0.1)  # 5 of 50 examples for 10 classes
+    with pytest.raises(DatasetError, match=r"dataset.fraction=0.1 .*change dataset.fraction"):
+        load_dataset(cfg, split_seed=0)
+
+
+def test_loads_are_shared_and_read_only(keras_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = image_conf("mnist", [28, 28, 1])
+    first = load_dataset(cfg, split_seed=0)
+    (keras_cache / "datasets" / "mnist.npz").unlink()
+    again = load_dataset(dataclasses.replace(cfg), split_seed=0)
+    assert again is first, "the same config and seed must not read the files again"
+    arrays = [first.x_train, first.y_train, first.x_val, first.y_val, first.x_test, first.y_test]
+    assert not any(array.flags.writeable for array in arrays)
+    with pytest.raises(ValueError, match="read-only"):
+        first.x_train[0] = 0.0
+    batch = next(iter(tf.data.Dataset.from_tensor_slices((first.x_train, first.y_train)).batch(8)))
+    np.testing.assert_array_equal(batch[0].numpy(), first.x_train[:8])
+    set_origin(monkeypatch, "mnist", UNREACHABLE)
+    for other, seed in ((cfg, 1), (dataclasses.replace(cfg, fraction=0.8), 0)):
+        with pytest.raises(DatasetError, match="not in the Keras cache"):
+            load_dataset(other, seed)
+
+
+def gtsrb_conf(shape: tuple[int, int] = (32, 32), num_classes: int = 3) -> DatasetConf:
+    return DatasetConf(
+        name="gtsrb",
+        modality=Modality.image,
+        source=DataSource.web,
+        input_shape=[*shape, 3],
+        num_classes=num_classes,
+    )
+
+
+def set_gtsrb_origins(monkeypatch: pytest.MonkeyPatch, origin: Callable[[str], str]) -> None:
+    files = tuple(dataclasses.replace(r, origin=origin(r.fname)) for r in gtsrb.FILES)
+    monkeypatch.setattr(gtsrb, "FILES", files)
+
+
+@pytest.fixture(params=["downloaded", "archive_cached"])
+def gtsrb_home(request: pytest.FixtureRequest, keras_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """GTSRB's zips served from file:// origins, or already where get_file downloads them (no origin)."""
+    zips = write_gtsrb(keras_home.parent / "origin")
+    if request.param == "downloaded":
+        set_gtsrb_origins(monkeypatch, lambda stem: zips[stem].as_uri())
+    else:
+        set_gtsrb_origins(monkeypatch, lambda stem: UNREACHABLE)
+        folder = keras_home / "datasets" / "gtsrb"
+        folder.mkdir(parents=True)
+        for stem, path in zips.items():
+            shutil.copy(path, folder / f"{stem}_archive")
+    return keras_home
+
+
+def test_gtsrb_fetches_crops_and_caches_the_decoded_images(gtsrb_home: Path) -> None:
+    splits = load_dataset(gtsrb_conf(), split_seed=0)
+    assert_splits(splits, 12, 0.2, 3)
+    np.testing.assert_array_equal(splits.y_test, [0, 1, 2, 0, 1, 2])
+    for x, y in (
+        (splits.x_train, splits.y_train),
+        (splits.x_val, splits.y_val),
+        (splits.x_test, splits.y_test),
+    ):
+        assert x.dtype == np.float32 and x.shape[1:] == (32, 32, 3)
+        colours = np.asarray(GTSRB_COLOURS, dtype=np.float32)[y] / 255.0
+        np.testing.assert_array_equal(x, np.broadcast_to(colours[:, None, None, :], x.shape))
+    folder = gtsrb_home / "datasets" / "gtsrb"
+    assert (folder / "GTSRB_Final_Training_Images/GTSRB/Final_Training/Images/00002/GT-00002.csv").is_file()
+    assert (folder / "GTSRB_Final_Test_Images/GTSRB/Final_Test/Images/00005.ppm").is_file()
+    assert (folder / "GTSRB_Final_Test_GT/GT-final_test.csv").is_file()
+    assert sorted(p.name for p in folder.glob("*.npz")) == ["gtsrb-32x32.npz"]
+    assert (folder / "GTSRB_Final_Training_Images_archive").is_file()
+    assert not list(gtsrb_home.glob(".download-*")) and not list(folder.glob(".*"))
+
+
+def refuse_to_open(*args: object, **kwargs: object) -> None:
+    raise AssertionError("an image was opened")
+
+
+def test_gtsrb_later_loads_read_only_the_decoded_cache(
+    gtsrb_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = load_dataset(gtsrb_conf(), split_seed=0)
+    folder = gtsrb_home / "datasets" / "gtsrb"
+    for path in folder.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.suffix != ".npz":
+            path.unlink()
+    set_gtsrb_origins(monkeypatch, lambda stem: UNREACHABLE)
+    monkeypatch.setattr(gtsrb.Image, "open", refuse_to_open)
+    again = load_dataset(gtsrb_conf(), split_seed=1)  # another seed: past the in-process memo
+    np.testing.assert_array_equal(again.x_test, first.x_test)
+    with pytest.raises(DatasetError, match="fetching it from"):  # the cache is per size
+        load_dataset(gtsrb_conf(shape=(16, 16)), split_seed=0)
+
+
+def test_gtsrb_missing_and_unreachable(keras_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_gtsrb_origins(monkeypatch, lambda stem: UNREACHABLE)
+    with pytest.raises(DatasetError) as info:
+        load_dataset(gtsrb_conf(), split_seed=0)
+    message = str(info.value)
+    assert "\n" not in message
+    archive = keras_home / "datasets" / "gtsrb" / "GTSRB_Final_Training_Images_archive"
+    for part in ("'gtsrb'", str(archive), UNREACHABLE, "network access", "KERAS_HOME"):
+        assert part in message
+    assert not list(keras_home.glob(".download-*")), "the staging dir must be removed"
+    assert not archive.exists()
+
+
+def test_gtsrb_corrupt_decoded_cache(keras_home: Path) -> None:
+    decoded = keras_home / "datasets" / "gtsrb" / "gtsrb-32x32.npz"
+    decoded.parent.mkdir(parents=True)
+    decoded.write_bytes(b"not a zip file")
+    with pytest.raises(DatasetError, match=f"cannot read the cached {decoded}.*delete {decoded}"):
+        load_dataset(gtsrb_conf(), split_seed=0)
+
+
+def test_gtsrb_config(hydra_restore_singletons: object) -> None:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        composed = compose(config_name="config", overrides=["dataset=gtsrb"])
+    GlobalHydra.instance().clear()
+    composed.launcher.backend = "local"
+    cfg = validate(composed)
+    assert cfg.dataset == gtsrb_conf(num_classes=43)
+    assert isinstance(cfg.model, CNNConf)
