@@ -88,6 +88,10 @@ def main() -> int:
     stderr, sys.stderr = sys.stderr, _DropHydraJobNotice(sys.stderr)  # type: ignore[assignment]
     try:
         app()
+    except BrokenPipeError:
+        # The reader went away (``python -m hpo --help | head``): say nothing more, like other CLIs.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted: running trials were cancelled, finished ones are kept", file=sys.stderr)
         return 130

@@ -289,4 +289,4 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="hpo_schema", node=HPOConfig)
     for family, node in MODEL_SCHEMAS.items():
-        cs.store(group="schema/model", name=family, node=node)
+        cs.store(name=f"{family}_schema", node=node)

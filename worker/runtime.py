@@ -28,5 +28,6 @@ def configure(seed: int, threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
     except RuntimeError:
         pass  # TensorFlow already started in this process (an earlier trial): its pools stay as they are
+    keras.backend.clear_session()  # an earlier trial in this process leaves no graph or layer names behind
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()

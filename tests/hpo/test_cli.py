@@ -20,6 +20,8 @@ def test_help_lists_groups_and_options(run_hpo: RunHPO) -> None:
         "model: cnn, lstm",
     ):
         assert line in out.stdout
+    groups = out.stdout.split("== Config groups")[1].split("== Config (")[0]
+    assert "schema" not in groups, "internal schema configs are not offered as options"
 
 
 def test_cfg_job_prints_the_composed_config(run_hpo: RunHPO) -> None:
