@@ -46,8 +46,8 @@ class Sweep:
 
     def close(self, status: str) -> SweepResults:
         """Write the results file, log it to the parent run and end that run with ``status``."""
-        self.parent.end_orphans("KILLED" if status == "KILLED" else "FAILED")
-        results = SweepResults(self.objective, self.direction, self.parent.trials())
+        trials = self.parent.end_orphans("KILLED" if status == "KILLED" else "FAILED")
+        results = SweepResults(self.objective, self.direction, trials)
         mlflow_info = {
             "tracking_uri": self.tracking_uri,
             "experiment_name": self.experiment_name,

@@ -80,12 +80,18 @@ class ParentRun:
         ]
         return sorted(out, key=lambda t: t.trial_number)
 
-    def end_orphans(self, status: str) -> None:
-        """End the trial runs still marked RUNNING once no job runs any more (a job killed outright)."""
-        for trial in self.trials():
+    def end_orphans(self, status: str) -> list[TrialRun]:
+        """End the trial runs still marked RUNNING once no job runs any more (a job killed outright).
+
+        Returns every trial, as ``trials()`` would now, without reading them back a second time.
+        """
+        trials = self.trials()
+        for trial in trials:
             if trial.status == "RUNNING":
                 self.client.set_tag(trial.run_id, "hpo.error", "its process stopped before the trial ended")
                 self.client.set_terminated(trial.run_id, status)
+                trial.status = status
+        return trials
 
     def finish(self, status: str, metrics: Mapping[str, float], artifacts: Iterable[Path]) -> None:
         """Log the sweep's final metrics and files and end the run with ``status``."""

@@ -52,8 +52,7 @@ class HPOLauncher(Launcher):
             os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
         log.info(f"hpo launcher ({self.params['backend']}, {workers} workers): {sweep_dir}")
         specs = [self._compose(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
-        backend = self._backend()
-        return run_jobs(backend, specs, workers, float(self.params["poll_interval_s"]))
+        return run_jobs(self._backend(), specs, workers, float(self.params["poll_interval_s"]))
 
     def _compose(self, num: int, overrides: list[str]) -> JobSpec:
         assert self.config is not None and self.hydra_context is not None

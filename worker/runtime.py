@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -23,11 +24,10 @@ def configure(seed: int, threads: int) -> None:
     import keras
     import tensorflow as tf
 
-    try:
+    # RuntimeError: TensorFlow already started in this process (an earlier trial): its pools stay as they are
+    with contextlib.suppress(RuntimeError):
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-    except RuntimeError:
-        pass  # TensorFlow already started in this process (an earlier trial): its pools stay as they are
     keras.backend.clear_session()  # an earlier trial in this process leaves no graph or layer names behind
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()

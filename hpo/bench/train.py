@@ -23,9 +23,8 @@ def _config(dataset: str) -> Any:
 
 
 def _samples_per_s(model: Any, data: Any, steps: int, batch_size: int, epochs: int) -> float:
-    model.fit(
-        data, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0
-    )  # warm-up: tracing, allocations
+    # warm-up: tracing and first allocations stay out of the timing
+    model.fit(data, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
     started = time.perf_counter()
     model.fit(data, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0)
     return steps * batch_size * epochs / (time.perf_counter() - started)
