@@ -18,7 +18,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hpo.errors import ConfigError
 
-PAYLOAD_KEYS = ("seed", "dataset", "model", "mode", "hardware", "trainer", "launcher", "mlflow")
+PAYLOAD_KEYS = ("seed", "dataset", "model", "mode", "hardware", "trainer", "launcher", "mlflow", "reports")
+
+
+# where trials can run: local subprocesses, or RunPod serverless workers
+BACKENDS = ("local", "runpod")
 
 
 class Modality(StrEnum):
@@ -168,13 +172,17 @@ class ModeConf:
 class HardwareConf:
     # name of the hardware profile
     name: str = "cpu"
-    # launcher backend that runs the trials (local: submitit subprocesses on this machine)
+    # launcher backend that runs the trials: local (subprocesses on this machine) or runpod (serverless GPUs)
     backend: str = "local"
     # GPUs given to each concurrent trial; 0 trains on the CPU
     gpus_per_worker: int = 0
+    # what one worker costs per hour of GPU time, in USD (0 for your own hardware); feeds cost estimates
+    price_per_hour: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.gpus_per_worker >= 0, "hardware.gpus_per_worker", "0 or more", self.gpus_per_worker)
+        _require(self.backend in BACKENDS, "hardware.backend", f"one of {', '.join(BACKENDS)}", self.backend)
+        _require(self.price_per_hour >= 0, "hardware.price_per_hour", "0 or more", self.price_per_hour)
 
 
 @dataclass
@@ -204,17 +212,43 @@ class TrainerConf:
 
 
 @dataclass
+class RunPodConf:
+    # serverless endpoint running hpo's worker image; RUNPOD_ENDPOINT_ID overrides it
+    endpoint_id: str | None = None
+    # RunPod's endpoint API; point it at `python -m launchers.runpod.emulator` to try the cloud path locally
+    api_base: str = "https://api.runpod.ai/v2"
+    # what to do when the endpoint is unreachable at start: fail, or run the sweep locally (with a warning)
+    fallback: str = "fail"
+    # seconds between two status polls of one job (shared across jobs to stay under RunPod's rate limits)
+    poll_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(self.fallback in ("fail", "local"), "launcher.runpod.fallback", "fail or local", self.fallback)
+        _require(self.poll_interval_s > 0, "launcher.runpod.poll_interval_s", "positive", self.poll_interval_s)
+
+
+@dataclass
 class LauncherConf:
-    # trials run at once; also the sweeper's batch size
+    # trials run at once
     workers: int = 2
     # backend that runs the trials; follows the hardware profile
     backend: str = "local"
     # a trial running longer than this is stopped and counted as failed
     timeout_min: int = 60
+    # resubmissions of a trial lost to the infrastructure (worker lost, timed out, API unreachable)
+    max_retries: int = 2
+    # stop submitting trials once spent plus in-flight estimated cost would pass this (USD); null: no cap
+    budget_usd: float | None = None
+    runpod: RunPodConf = field(default_factory=RunPodConf)
 
     def __post_init__(self) -> None:
         _require(self.workers >= 1, "launcher.workers", "at least 1", self.workers)
         _require(self.timeout_min >= 1, "launcher.timeout_min", "at least 1", self.timeout_min)
+        _require(self.backend in BACKENDS, "launcher.backend", f"one of {', '.join(BACKENDS)}", self.backend)
+        _require(self.max_retries >= 0, "launcher.max_retries", "0 or more", self.max_retries)
+        _require(
+            self.budget_usd is None or self.budget_usd > 0, "launcher.budget_usd", "positive", self.budget_usd
+        )
 
 
 @dataclass
@@ -225,6 +259,33 @@ class MLflowConf:
     experiment_name: str = "hpo"
     # log the trained model of every trial as an MLflow Keras model
     log_model: bool = True
+    # who logs a remote trial: the driver, from the worker's result (works with a local store), or the
+    # worker itself (needs an http(s) tracking server the workers can reach; suits large models)
+    log_from: str = "driver"
+    # register the sweep's best model in the Model Registry, under the experiment's name
+    register_best: bool = True
+    # sample CPU, memory and GPU use into each trial's run (MLflow system metrics)
+    system_metrics: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.log_from in ("driver", "worker"), "mlflow.log_from", "driver or worker", self.log_from)
+        if self.log_from == "worker":
+            _require(
+                self.tracking_uri.startswith(("http://", "https://")),
+                "mlflow.tracking_uri",
+                "an http(s) server when mlflow.log_from=worker",
+                self.tracking_uri,
+            )
+
+
+@dataclass
+class ReportsConf:
+    # which trials draw plots (curves, confusion matrix, gradients, weights): every trial, only those
+    # that beat the best so far, or none (plots cost time on short trials)
+    plots: str = "all"
+
+    def __post_init__(self) -> None:
+        _require(self.plots in ("all", "best", "none"), "reports.plots", "all, best or none", self.plots)
 
 
 def artifact_location(tracking_uri: str) -> str | None:
@@ -247,6 +308,7 @@ class HPOConfig:
     trainer: TrainerConf = field(default_factory=TrainerConf)
     launcher: LauncherConf = field(default_factory=LauncherConf)
     mlflow: MLflowConf = field(default_factory=MLflowConf)
+    reports: ReportsConf = field(default_factory=ReportsConf)
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
