@@ -6,10 +6,11 @@ import os
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from hpo.schema import PAYLOAD_KEYS, validate
-from hpo.tracking import PARENT_RUN_ENV, resolve_tracking_uri
+from hpo.payload import payload_config
+from hpo.schema import validate
+from hpo.tracking import BEST_SO_FAR_ENV, PARENT_RUN_ENV, TRIAL_RUN_ENV, resolve_tracking_uri
 
 
 def run(cfg: DictConfig) -> float:
@@ -23,14 +24,16 @@ def run(cfg: DictConfig) -> float:
     validate(cfg)
     hydra_cfg = HydraConfig.get()
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
-    config = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(config, dict)
-    payload = {k: config[k] for k in PAYLOAD_KEYS}
+    payload = payload_config(cfg)
     payload["mlflow"]["tracking_uri"] = resolve_tracking_uri(cfg.mlflow.tracking_uri, hydra_cfg.runtime.cwd)
     request = TrialRequest(
         config=payload,
         trial_number=int(hydra_cfg.job.num) if sweeping else 0,
         parent_run_id=os.environ.get(PARENT_RUN_ENV) if sweeping else None,
         overrides=list(hydra_cfg.overrides.task),
+        run_id=os.environ.get(TRIAL_RUN_ENV) if sweeping else None,
+        best_so_far=float(os.environ[BEST_SO_FAR_ENV])
+        if sweeping and BEST_SO_FAR_ENV in os.environ
+        else None,
     )
     return run_trial(request).objective

@@ -38,9 +38,9 @@ class SweepResults:
         pick = max if self.direction == "maximize" else min
         return pick(done, key=lambda t: float(t.objective))  # type: ignore[arg-type]
 
-    def as_dict(self, mlflow_info: dict[str, Any]) -> dict[str, Any]:
+    def as_dict(self, mlflow_info: dict[str, Any], study: dict[str, str] | None = None) -> dict[str, Any]:
         best = self.best
-        return {
+        out = {
             "name": "hpo",
             "objective": self.objective,
             "direction": self.direction,
@@ -52,11 +52,16 @@ class SweepResults:
             "n_failed": len(self.failed),
             "mlflow": {**mlflow_info, "best_run_id": best.run_id if best else None},
         }
+        if study is not None:
+            out["study"] = dict(study)
+        return out
 
-    def write(self, sweep_dir: Path, mlflow_info: dict[str, Any]) -> Path:
+    def write(
+        self, sweep_dir: Path, mlflow_info: dict[str, Any], study: dict[str, str] | None = None
+    ) -> Path:
         path = sweep_dir / RESULTS_FILE
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.as_dict(mlflow_info), sort_keys=False))
+        path.write_text(yaml.safe_dump(self.as_dict(mlflow_info, study), sort_keys=False))
         return path
 
     def describe(self) -> str:

@@ -223,8 +223,12 @@ class RunPodConf:
     poll_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
-        _require(self.fallback in ("fail", "local"), "launcher.runpod.fallback", "fail or local", self.fallback)
-        _require(self.poll_interval_s > 0, "launcher.runpod.poll_interval_s", "positive", self.poll_interval_s)
+        _require(
+            self.fallback in ("fail", "local"), "launcher.runpod.fallback", "fail or local", self.fallback
+        )
+        _require(
+            self.poll_interval_s > 0, "launcher.runpod.poll_interval_s", "positive", self.poll_interval_s
+        )
 
 
 @dataclass
@@ -294,6 +298,18 @@ def artifact_location(tracking_uri: str) -> str | None:
     if not tracking_uri.startswith("sqlite:///"):
         return None
     return (Path(tracking_uri[len("sqlite:///") :]).parent / "mlruns").as_uri()
+
+
+def trial_experiment_id(
+    client: Any, tracking_uri: str, experiment_name: str, parent_run_id: str | None
+) -> str:
+    """The experiment a trial's run goes in: its parent run's, else ``experiment_name`` (created beside the
+    store when missing)."""
+    if parent_run_id:
+        return str(client.get_run(parent_run_id).info.experiment_id)
+    if experiment := client.get_experiment_by_name(experiment_name):
+        return str(experiment.experiment_id)
+    return str(client.create_experiment(experiment_name, artifact_location(tracking_uri)))
 
 
 @dataclass

@@ -10,6 +10,11 @@ from typing import Any
 from hpo.schema import artifact_location, flatten
 
 PARENT_RUN_ENV = "HPO_PARENT_RUN_ID"
+# set in a trial's job by the launcher: the MLflow run it continues (if any), the study's best so far
+TRIAL_RUN_ENV = "HPO_TRIAL_RUN_ID"
+BEST_SO_FAR_ENV = "HPO_BEST_SO_FAR"
+# the child-run tag holding the trial's Optuna state (COMPLETE, FAIL), set once the study is told
+OPTUNA_STATE_TAG = "hpo.optuna_state"
 _BATCH = 100
 
 
@@ -33,38 +38,93 @@ class TrialRun:
     objective: float | None
     overrides: str
     error: str | None
+    started_ms: int = 0
+    # the trial's Optuna state, once the driver has told the study
+    optuna_state: str | None = None
 
 
 class ParentRun:
-    """The sweep's MLflow parent run: created when the sweep starts, ended with its outcome."""
+    """The sweep's MLflow parent run: created when the sweep starts (or reopened when a study resumes),
+    ended with its outcome."""
 
-    def __init__(self, tracking_uri: str, experiment_name: str, run_name: str, tags: Mapping[str, str]):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_name: str,
+        run_name: str,
+        tags: Mapping[str, str],
+        resume_run_id: str | None = None,
+    ):
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri)
-        experiment = self.client.get_experiment_by_name(experiment_name)
-        self.experiment_id = (
-            experiment.experiment_id
-            if experiment
-            else self.client.create_experiment(experiment_name, artifact_location(tracking_uri))
-        )
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
-        self.run_id: str = run.info.run_id
+        self.resumed = resume_run_id is not None and self._reopen(resume_run_id, tags)
+        if self.resumed:
+            assert resume_run_id is not None
+            self.run_id: str = resume_run_id
+        else:
+            experiment = self.client.get_experiment_by_name(experiment_name)
+            self.experiment_id = (
+                experiment.experiment_id
+                if experiment
+                else self.client.create_experiment(experiment_name, artifact_location(tracking_uri))
+            )
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
+            self.run_id = run.info.run_id
         self.ended = False
 
+    def _reopen(self, run_id: str, tags: Mapping[str, str]) -> bool:
+        """Mark an earlier sweep's run RUNNING again, with ``tags`` updated; False when it is gone."""
+        from mlflow.entities import RunTag
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        if run.info.lifecycle_stage != "active":
+            return False
+        self.experiment_id = run.info.experiment_id
+        self.client.update_run(run_id, status="RUNNING")
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        return True
+
     def log_config(self, config: Mapping[str, Any]) -> None:
-        """Log a nested config as flattened params (``trainer.max_epochs``, ...)."""
+        """Log a nested config as flattened params (``trainer.max_epochs``, ...); a reopened run keeps the
+        values it has (MLflow params cannot change)."""
         from mlflow.entities import Param
 
-        params = [Param(k, str(v)[:6000]) for k, v in flatten(config).items()]
+        logged = self.client.get_run(self.run_id).data.params if self.resumed else {}
+        params = [Param(k, str(v)[:6000]) for k, v in flatten(config).items() if k not in logged]
         for i in range(0, len(params), _BATCH):
             self.client.log_batch(self.run_id, params=params[i : i + _BATCH])
 
+    def tag(self, tags: Mapping[str, str]) -> None:
+        """Set tags on the parent run."""
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def trial_runs(self, number: int) -> list[TrialRun]:
+        """The child runs of trial ``number`` (one, unless a job died before the driver learnt of its run)."""
+        return self._search(f"tags.hpo.trial_number = '{number}'")
+
+    def tag_trial(self, number: int, tags: Mapping[str, str]) -> None:
+        """Set tags on every child run of trial ``number``."""
+        from mlflow.entities import RunTag
+
+        for run in self.trial_runs(number):
+            self.client.log_batch(run.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
     def trials(self) -> list[TrialRun]:
         """Every child run of this sweep, in trial order."""
+        return self._search()
+
+    def _search(self, condition: str = "") -> list[TrialRun]:
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'",
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'"
+            + (f" and {condition}" if condition else ""),
             max_results=50000,
         )
         out = [
@@ -75,10 +135,12 @@ class ParentRun:
                 objective=r.data.metrics.get("objective"),
                 overrides=r.data.tags.get("hpo.overrides", ""),
                 error=r.data.tags.get("hpo.error"),
+                started_ms=r.info.start_time or 0,
+                optuna_state=r.data.tags.get(OPTUNA_STATE_TAG),
             )
             for r in runs
         ]
-        return sorted(out, key=lambda t: t.trial_number)
+        return sorted(out, key=lambda t: (t.trial_number, t.started_ms))
 
     def end_orphans(self, status: str) -> list[TrialRun]:
         """End the trial runs still marked RUNNING once no job runs any more (a job killed outright).

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class RunPodLauncherConf:
+    # serverless endpoint running hpo's worker image; RUNPOD_ENDPOINT_ID overrides it
+    endpoint_id: Optional[str] = None  # noqa: UP045 (OmegaConf reads the annotation at runtime)
+    # RunPod's endpoint API, or the local emulator's
+    api_base: str = "https://api.runpod.ai/v2"
+    # endpoint unreachable at start: fail, or run the sweep on the local backend
+    fallback: str = "fail"
+    # seconds between two status polls of one job
+    poll_interval_s: float = 1.0
 
 
 @dataclass
@@ -12,7 +25,7 @@ class HPOLauncherConf:
     _target_: str = "hydra_plugins.hpo_launchers.hpo_launcher.HPOLauncher"
     # jobs running at once
     workers: int = 2
-    # where jobs run: local (submitit subprocesses on this machine)
+    # where jobs run: local (submitit subprocesses on this machine) or runpod (a serverless endpoint)
     backend: str = "local"
     # a job running longer than this is stopped and reported as failed
     timeout_min: int = 60
@@ -22,6 +35,11 @@ class HPOLauncherConf:
     poll_interval_s: float = 0.1
     # where submitit keeps each job's pickles and logs (%j: the job id)
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
+    # resubmissions of a trial lost to the infrastructure (runpod: worker lost, timed out, API unreachable)
+    max_retries: int = 2
+    # USD per hour of one worker's GPU time, for cost estimates (runpod)
+    price_per_hour: float = 0.0
+    runpod: RunPodLauncherConf = field(default_factory=RunPodLauncherConf)
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="hpo", node=HPOLauncherConf, provider="hpo")

@@ -1,4 +1,4 @@
-"""Keeps up to ``workers`` jobs in flight on a backend and collects their returns in order."""
+"""Jobs in flight on one backend: worker slots, start and finish lines, cancel-and-wait on interruption."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 
-from hpo.errors import BackendError
+from hpo.errors import HPOError
 from launchers.backend import Backend, JobHandle
 from launchers.job import JobSpec, failed_return
 
@@ -19,53 +20,123 @@ log = logging.getLogger(__name__)
 CANCEL_GRACE_S = 15.0
 
 
-def _collect(spec: JobSpec, handle: JobHandle, elapsed_s: float) -> JobReturn:
-    try:
-        ret = handle.result()
-    except BackendError as exc:
-        ret = failed_return(spec, exc)
-    if ret.status == JobStatus.COMPLETED:
-        log.info(f"#{spec.num} done in {elapsed_s:.1f}s: {ret._return_value}")
-    else:
-        log.warning(f"#{spec.num} failed after {elapsed_s:.1f}s: {ret._return_value}")
-    return ret
+class Job:
+    """A submitted job: its spec, the backend's handle, the worker slot it holds and when it started."""
+
+    def __init__(self, spec: JobSpec, handle: JobHandle, slot: int) -> None:
+        self.spec = spec
+        self.handle = handle
+        self.slot = slot
+        self.started = time.monotonic()
+
+    @property
+    def num(self) -> int:
+        return self.spec.num
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started
+
+    def done(self) -> bool:
+        """Whether the job has stopped; never blocks."""
+        return self.handle.done()
+
+    def info(self, name: str) -> Any:
+        """What the handle reports under ``name`` (``progress``, ``job_id``, ``cost_usd``, ``retries``), if it
+        reports it at all."""
+        return getattr(self.handle, name, None)
 
 
-def run_jobs(
-    backend: Backend, specs: Sequence[JobSpec], workers: int, poll_interval_s: float
-) -> list[JobReturn]:
+class InFlight:
+    """The jobs running on one backend, never more than ``workers``, each holding its own worker slot.
+
+    The blocking ``run_jobs`` and the asynchronous sweeper both keep their jobs here.
+    """
+
+    def __init__(self, backend: Backend, workers: int, poll_interval_s: float) -> None:
+        self.backend = backend
+        self.poll_interval_s = poll_interval_s
+        self._free = list(range(workers))
+        self._running: dict[int, Job] = {}
+
+    @property
+    def free_slots(self) -> int:
+        return len(self._free)
+
+    @property
+    def running(self) -> list[Job]:
+        return list(self._running.values())
+
+    def start(self, spec: JobSpec, attach: tuple[str, str | None] | None = None) -> Job:
+        """Submit ``spec`` in a free slot; with ``attach=(job_id, run_id)`` and a backend that can, follow the
+        job an earlier driver submitted instead."""
+        assert self._free, "start() needs a free slot"
+        slot = self._free.pop(0)
+        label = "resume" if attach else "start"
+        log.info(f"#{spec.num} {label}: {' '.join(filter_overrides(spec.overrides))}")
+        try:
+            reattach = getattr(self.backend, "attach", None)
+            handle = reattach(spec, *attach) if attach and reattach else self.backend.submit(spec, slot)
+        except BaseException:
+            self._free.insert(0, slot)
+            raise
+        job = self._running[spec.num] = Job(spec, handle, slot)
+        return job
+
+    def finished(self) -> list[Job]:
+        """The running jobs that have stopped since the last call; collect each of them."""
+        return [job for job in self._running.values() if job.done()]
+
+    def collect(self, job: Job) -> JobReturn:
+        """The stopped ``job``'s return (a failed one when it ended without one); frees its slot."""
+        del self._running[job.num]
+        self._free.append(job.slot)
+        try:
+            ret = job.handle.result()
+        except HPOError as exc:
+            ret = failed_return(job.spec, exc)
+        if ret.status == JobStatus.COMPLETED:
+            log.info(f"#{job.num} done in {job.elapsed_s:.1f}s: {ret._return_value}")
+        else:
+            log.warning(f"#{job.num} failed after {job.elapsed_s:.1f}s: {ret._return_value}")
+        return ret
+
+    def cancel_all(self) -> None:
+        """Cancel every running job, then give them a moment to record how they ended, so nothing is reported
+        before it is true."""
+        jobs = list(self._running.values())
+        for job in jobs:
+            log.warning(f"#{job.num} cancelled")
+            job.handle.cancel()
+        deadline = time.monotonic() + CANCEL_GRACE_S
+        while any(not job.done() for job in jobs) and time.monotonic() < deadline:
+            time.sleep(self.poll_interval_s)
+        for job in jobs:
+            self._free.append(job.slot)
+        self._running.clear()
+
+    def wait(self) -> None:
+        """Sleep one poll interval."""
+        time.sleep(self.poll_interval_s)
+
+
+def run_jobs(flight: InFlight, specs: Sequence[JobSpec]) -> list[JobReturn]:
     """Run every job, never more than ``workers`` at once, starting the next as soon as one ends.
 
     On any interruption (Ctrl-C included) the jobs still running are cancelled before it propagates.
     """
     pending = deque(specs)
-    free_slots = list(range(workers))
-    running: dict[int, tuple[JobSpec, JobHandle, float, int]] = {}
     returns: dict[int, JobReturn] = {}
     try:
-        while pending or running:
-            while pending and free_slots:
-                spec, slot = pending.popleft(), free_slots.pop(0)
-                log.info(f"#{spec.num} start: {' '.join(filter_overrides(spec.overrides))}")
-                running[spec.num] = (spec, backend.submit(spec, slot), time.monotonic(), slot)
-            finished = [num for num, (_, handle, _, _) in running.items() if handle.done()]
-            for num in finished:
-                spec, handle, started, slot = running.pop(num)
-                free_slots.append(slot)
-                returns[num] = _collect(spec, handle, time.monotonic() - started)
+        while pending or flight.running:
+            while pending and flight.free_slots:
+                flight.start(pending.popleft())
+            finished = flight.finished()
+            for job in finished:
+                returns[job.num] = flight.collect(job)
             if not finished:
-                time.sleep(poll_interval_s)
+                flight.wait()
     except BaseException:
-        for spec, handle, _, _ in running.values():
-            log.warning(f"#{spec.num} cancelled")
-            handle.cancel()
-        _wait_until_stopped([handle for _, handle, _, _ in running.values()], poll_interval_s)
+        flight.cancel_all()
         raise
     return [returns[spec.num] for spec in specs]
-
-
-def _wait_until_stopped(handles: list[JobHandle], poll_interval_s: float) -> None:
-    """Give cancelled jobs a moment to record how they ended, so nothing is reported before it is true."""
-    deadline = time.monotonic() + CANCEL_GRACE_S
-    while any(not h.done() for h in handles) and time.monotonic() < deadline:
-        time.sleep(poll_interval_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 from omegaconf.basecontainer import BaseContainer
 
+from hpo.tracking import BEST_SO_FAR_ENV, TRIAL_RUN_ENV
+
 
 @dataclass
 class JobSpec:
@@ -20,6 +23,10 @@ class JobSpec:
     num: int
     overrides: list[str]
     config: DictConfig
+    # the study's best objective when the trial was asked, if known (reports.plots=best)
+    best_so_far: float | None = None
+    # an MLflow run the job continues instead of opening a new one (a trial re-run after its driver died)
+    run_id: str | None = None
 
 
 @dataclass
@@ -36,6 +43,11 @@ class JobRunner:
     resolvers: dict[str, Callable[..., Any]]
 
     def __call__(self, spec: JobSpec) -> JobReturn:
+        for name, value in ((TRIAL_RUN_ENV, spec.run_id), (BEST_SO_FAR_ENV, spec.best_so_far)):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = str(value)
         Singleton.set_state(self.singleton_state)
         setup_globals()
         for name, resolver in self.resolvers.items():

@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
@@ -16,33 +16,58 @@ from omegaconf import DictConfig, open_dict
 from omegaconf.basecontainer import BaseContainer
 
 from hpo.errors import ConfigError
+from hpo.schema import BACKENDS
 from launchers.backend import Backend
+from launchers.compose import JobComposer
 from launchers.job import JobRunner, JobSpec
+
+if TYPE_CHECKING:
+    from launchers.dispatch import InFlight, Job
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("local",)
-
 
 class HPOLauncher(Launcher):
-    """Runs a sweep's jobs, up to ``workers`` at once, on the configured backend."""
+    """Runs a sweep's jobs, up to ``workers`` at once, on the configured backend.
+
+    Two ways in: Hydra's blocking ``launch`` (a batch at a time), and the non-blocking ``submit`` /
+    ``finished`` / ``collect`` / ``cancel_all`` that hpo's asynchronous sweeper uses. Both share one backend
+    and one set of worker slots for the whole sweep.
+    """
 
     def __init__(self, **params: Any) -> None:
         self.params = params
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
+        self._flight: InFlight | None = None
+        self._composer: JobComposer | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
+        self._flight = None
+        self._composer = None
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        """Run one batch of jobs to the end (Hydra's blocking launcher API, used by batch sweepers)."""
         from launchers.dispatch import run_jobs
 
+        flight = self.open()
+        specs = [self._compose(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
+        return run_jobs(flight, specs)
+
+    def open(self, backend: Backend | None = None) -> InFlight:
+        """Prepare the sweep directory and the backend, once per sweep; later calls return the same jobs.
+
+        ``backend`` runs the jobs instead of the configured one (an embedding program's own backend).
+        """
+        from launchers.dispatch import InFlight
+
+        if self._flight is not None:
+            return self._flight
         assert self.config is not None
-        assert self.hydra_context is not None
         workers = int(self.params["workers"])
         if workers < 1:
             raise ConfigError(f"launcher.workers must be at least 1, got {workers}")
@@ -51,32 +76,116 @@ class HPOLauncher(Launcher):
         if "mode" in self.config.hydra.sweep:
             os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
         log.info(f"hpo launcher ({self.params['backend']}, {workers} workers): {sweep_dir}")
-        specs = [self._compose(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
-        return run_jobs(self._backend(), specs, workers, float(self.params["poll_interval_s"]))
+        self._flight = InFlight(backend or self._backend(), workers, float(self.params["poll_interval_s"]))
+        return self._flight
+
+    @property
+    def workers(self) -> int:
+        return int(self.params["workers"])
+
+    @property
+    def free_slots(self) -> int:
+        """Jobs that can be submitted now without exceeding ``workers``."""
+        return self.open().free_slots
+
+    @property
+    def running(self) -> list[Job]:
+        return self.open().running
+
+    def submit(
+        self,
+        overrides: Sequence[str],
+        num: int,
+        best_so_far: float | None = None,
+        run_id: str | None = None,
+        job_id: str | None = None,
+    ) -> Job:
+        """Compose job ``num``'s config and start it in a free slot; returns at once.
+
+        ``run_id`` names an MLflow run the job continues; ``job_id`` a job an earlier driver submitted, which
+        a backend that can ``attach`` follows instead of starting a new one.
+        """
+        spec = self._compose(num, list(overrides))
+        spec.best_so_far, spec.run_id = best_so_far, run_id
+        return self.open().start(spec, (job_id, run_id) if job_id else None)
+
+    def finished(self) -> list[Job]:
+        """The jobs that have stopped and wait to be collected; never blocks."""
+        return self.open().finished()
+
+    def collect(self, job: Job) -> JobReturn:
+        """A stopped job's return, freeing its slot."""
+        return self.open().collect(job)
+
+    def cancel_all(self) -> None:
+        """Cancel every running job and wait (briefly) until they have recorded how they ended."""
+        if self._flight is not None:
+            self._flight.cancel_all()
+
+    def wait(self) -> None:
+        """Sleep one poll interval."""
+        self.open().wait()
 
     def _compose(self, num: int, overrides: list[str]) -> JobSpec:
         assert self.config is not None and self.hydra_context is not None
-        config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        if self._composer is None:
+            self._composer = JobComposer(self.hydra_context.config_loader, self.config)
+        config = self._composer.compose(overrides)
         with open_dict(config.hydra.job):
             config.hydra.job.id = f"{config.hydra.job.name}_{num}"
             config.hydra.job.num = num
         return JobSpec(num=num, overrides=overrides, config=config)
 
     def _backend(self) -> Backend:
-        assert self.hydra_context is not None and self.task_function is not None
         backend = str(self.params["backend"])
         if backend not in BACKENDS:
             raise ConfigError(f"launcher.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        timeout_min = int(self.params["timeout_min"])
+        if timeout_min < 1:
+            raise ConfigError(f"launcher.timeout_min must be at least 1, got {timeout_min}")
+        if backend == "runpod":
+            from launchers.runpod.backend import EndpointUnreachable
+
+            try:
+                return self._runpod_backend(timeout_min)
+            except EndpointUnreachable as exc:
+                if self.params["runpod"]["fallback"] != "local":
+                    raise
+                log.warning(
+                    f"{exc}\n*** launcher.runpod.fallback=local: running this sweep on THIS machine ***"
+                )
+                return self._local_backend(timeout_min, fallback=True)
+        return self._local_backend(timeout_min)
+
+    def _local_backend(self, timeout_min: int, fallback: bool = False) -> Backend:
+        """The local backend; as a fallback for a remote one, it trains on the CPU if this machine lacks
+        the GPUs the hardware profile asks for."""
+        assert self.hydra_context is not None and self.task_function is not None
+        from launchers.local import LocalBackend, gpu_pool
+
         runner = JobRunner(
             hydra_context=self.hydra_context,
             task_function=self.task_function,
             singleton_state=Singleton.get_state(),
             resolvers=dict(BaseContainer._resolvers),
         )
-        from launchers.local import LocalBackend
-
-        timeout_min = int(self.params["timeout_min"])
-        if timeout_min < 1:
-            raise ConfigError(f"launcher.timeout_min must be at least 1, got {timeout_min}")
         workers, gpus = int(self.params["workers"]), int(self.params["gpus_per_worker"])
+        if fallback and gpus and len(gpu_pool()) < gpus * workers:
+            log.warning(
+                f"this machine lacks {gpus * workers} GPUs for {workers} workers: training on the CPU"
+            )
+            gpus = 0
         return LocalBackend(runner, self.params["submitit_folder"], timeout_min, workers, gpus)
+
+    def _runpod_backend(self, timeout_min: int) -> Backend:
+        from launchers.runpod.backend import RunPodBackend, RunPodSettings
+        from launchers.runpod.job import JobPolicy
+
+        runpod = dict(self.params["runpod"])
+        policy = JobPolicy(
+            poll_interval_s=float(runpod["poll_interval_s"]),
+            max_retries=int(self.params["max_retries"]),
+            timeout_s=timeout_min * 60.0,
+            price_per_hour=float(self.params["price_per_hour"]),
+        )
+        return RunPodBackend(RunPodSettings.from_launcher(runpod), policy)

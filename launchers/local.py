@@ -1,44 +1,182 @@
-"""The local backend: each job is a real subprocess started by submitit's local executor."""
+"""The local backend: jobs run on this machine, in one long-lived Python process per worker slot.
+
+A slot's process (``launchers.local_slot``) runs job after job, so the interpreter, Hydra and TensorFlow
+start once per slot rather than once per trial. It is a plain subprocess fed through pipes, not a
+submitit job or a multiprocessing worker: submitit's unit is one call per process (its time limit and
+cancel act on the whole process), and multiprocessing's spawn re-runs the user's ``__main__`` script in
+every worker and pickles task functions by name, which breaks ``@hydra.main`` scripts and closures. The
+pickles are cloudpickle's, as submitit's are. Slot processes outlive one ``launch`` (the batch sweeper
+launches once per batch), like joblib's reusable executor, and end with the driver.
+"""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import pickle
+import signal
 import subprocess
+import sys
+import time
+import uuid
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 from hydra.core.utils import JobReturn
 
 from hpo.errors import BackendError
 from launchers.job import JobRunner, JobSpec
+from launchers.local_slot import JobRequest
+
+# how long a cancelled or timed-out job gets to stop after SIGTERM before its process is killed
+KILL_GRACE_S = 10.0
+
+
+class SlotProcess:
+    """One slot's process and the pipes to it; ``busy`` while a job sent to it has not come back."""
+
+    def __init__(self, gpus: list[int], log_path: Path) -> None:
+        self.gpus = gpus
+        jobs_read, jobs_write = os.pipe()
+        results_read, results_write = os.pipe()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "launchers.local_slot", str(jobs_read), str(results_write)],
+                env={**os.environ, "CUDA_VISIBLE_DEVICES": self.visible_devices},
+                pass_fds=(jobs_read, results_write),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        os.close(jobs_read)
+        os.close(results_write)
+        self.jobs = Connection(jobs_write, readable=False)
+        self.results = Connection(results_read, writable=False)
+        self.busy = False
+
+    @property
+    def visible_devices(self) -> str:
+        return ",".join(str(gpu) for gpu in self.gpus)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, sig)
+
+    def close(self, wait_s: float = 1.0) -> None:
+        """Let the process end on its own (it exits at EOF), killing it if it has not within ``wait_s``."""
+        self.jobs.close()
+        try:
+            self.process.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            self.kill(signal.SIGKILL)
+            self.process.wait()
+        self.results.close()
+
+
+# slot number -> its process, shared by every LocalBackend of this driver
+_slots: dict[int, SlotProcess] = {}
+
+
+@atexit.register
+def _close_slots() -> None:
+    """End every slot process as the driver exits: idle ones at EOF, a busy one (normally cancelled
+    already) with a KeyboardInterrupt first, so its job can record how it ended."""
+    deadline = time.monotonic() + 5.0
+    for process in _slots.values():
+        process.jobs.close()
+        if process.busy:
+            process.kill(signal.SIGTERM)
+    for process in _slots.values():
+        process.close(wait_s=max(deadline - time.monotonic(), 0.0))
+    _slots.clear()
+
+
+def _slot_process(slot: int, gpus: list[int], log_path: Path) -> SlotProcess:
+    """The idle process of ``slot``, started (again) if it has none, or one that is busy, dead or on
+    other GPUs."""
+    current = _slots.get(slot)
+    if current is not None and not current.busy and current.alive() and current.gpus == gpus:
+        return current
+    if current is not None and not current.busy:
+        current.close()
+    _slots[slot] = SlotProcess(gpus, log_path)
+    return _slots[slot]
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"its process was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"its process was killed by signal {-code}"
+    return f"its process exited with code {code}"
 
 
 class LocalJobHandle:
-    """A submitit local job running one hpo job."""
+    """A job running in a slot's process."""
 
-    def __init__(self, job: Any, spec: JobSpec) -> None:
-        self._job = job
+    def __init__(self, slot: SlotProcess, spec: JobSpec, timeout_s: float, log_path: Path) -> None:
+        self._slot = slot
         self._spec = spec
+        self._deadline = time.monotonic() + timeout_s
+        self._timeout_s = timeout_s
+        self._log_path = log_path
+        self._outcome: JobReturn | BackendError | None = None
+        self._stopping: tuple[str, float] | None = None
 
     def done(self) -> bool:
-        return bool(self._job.done())
+        if self._outcome is not None:
+            return True
+        if self._receive():
+            return True
+        code = self._slot.process.poll()
+        if code is not None:
+            if not self._receive():
+                reason = self._stopping[0] if self._stopping else _describe_exit(code)
+                self._outcome = BackendError(
+                    f"job #{self._spec.num} stopped without a result ({reason}); its log is {self._log_path}"
+                )
+                self._slot.busy = False
+            return True
+        now = time.monotonic()
+        if self._stopping is None and now > self._deadline:
+            self._stop(f"timed out after {self._timeout_s / 60:g} min")
+        elif self._stopping is not None and now > self._stopping[1] + KILL_GRACE_S:
+            self._slot.kill(signal.SIGKILL)
+        return False
 
     def result(self) -> JobReturn:
-        import submitit
-
-        try:
-            ret = self._job.result()
-        except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedJobError) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BackendError(
-                f"job #{self._spec.num} stopped without a result ({first_line}); "
-                f"its log is {self._job.paths.stderr}"
-            ) from None
-        assert isinstance(ret, JobReturn)
-        return ret
+        assert self._outcome is not None
+        if isinstance(self._outcome, BackendError):
+            raise self._outcome
+        return self._outcome
 
     def cancel(self) -> None:
-        self._job.cancel(check=False)
+        if self._outcome is None and self._stopping is None:
+            self._stop("cancelled")
+
+    def _stop(self, reason: str) -> None:
+        self._stopping = (reason, time.monotonic())
+        self._slot.kill(signal.SIGTERM)
+
+    def _receive(self) -> bool:
+        """Take the job's return if the slot has sent it; never blocks for more than reading it."""
+        try:
+            if not self._slot.results.poll(0):
+                return False
+            ret = pickle.loads(self._slot.results.recv_bytes())
+        except (EOFError, OSError):
+            return False
+        assert isinstance(ret, JobReturn)
+        self._slot.busy = False
+        self._outcome = ret
+        return True
 
 
 def gpu_pool() -> list[int]:
@@ -65,7 +203,7 @@ def gpu_pool() -> list[int]:
 
 
 class LocalBackend:
-    """Runs jobs as subprocesses on this machine through ``submitit.LocalExecutor``.
+    """Runs jobs in this machine's slot processes, one job per slot at a time.
 
     Each worker slot owns its own GPUs (slot i gets the i-th group of ``gpus_per_worker``), so
     concurrent trials never share a card; with ``gpus_per_worker=0`` jobs see no GPU at all.
@@ -74,7 +212,7 @@ class LocalBackend:
     def __init__(
         self, runner: JobRunner, folder: str | Path, timeout_min: int, workers: int, gpus_per_worker: int
     ) -> None:
-        import submitit
+        import cloudpickle
 
         pool = gpu_pool() if gpus_per_worker else []
         if gpus_per_worker * workers > len(pool):
@@ -84,13 +222,44 @@ class LocalBackend:
                 "with fewer GPUs per worker (hardware=cpu trains on the CPU)"
             )
         self._slot_gpus = [pool[i * gpus_per_worker : (i + 1) * gpus_per_worker] for i in range(workers)]
-        self._runner = runner
-        self._executor = submitit.LocalExecutor(folder=str(folder))
-        # The job function never checkpoints, so a timeout must not resubmit it.
-        self._executor.update_parameters(timeout_min=timeout_min)
-        self._executor.max_num_timeout = 0
+        self._folder = str(folder)
+        self._timeout_s = timeout_min * 60.0
+        # the runner is the same for every job: pickled once, loaded once per slot process
+        self._runner_path = self._path("runner") / f"{uuid.uuid4().hex}.pkl"
+        self._runner_path.parent.mkdir(parents=True, exist_ok=True)
+        self._runner_path.write_bytes(cloudpickle.dumps(runner))
+        # start every slot now, loading the runner, while the sweeper gets its first trials ready
+        for slot, gpus in enumerate(self._slot_gpus):
+            process = _slot_process(slot, gpus, self._slot_log(slot))
+            with contextlib.suppress(OSError):
+                process.jobs.send_bytes(pickle.dumps(str(self._runner_path)))
+
+    def _path(self, name: str) -> Path:
+        return Path(self._folder.replace("%j", name))
+
+    def _slot_log(self, slot: int) -> Path:
+        return self._path(f"slot{slot}") / "slot.log"
 
     def submit(self, spec: JobSpec, slot: int) -> LocalJobHandle:
         gpus = self._slot_gpus[slot]
-        self._executor.update_parameters(gpus_per_node=len(gpus), visible_gpus=gpus)
-        return LocalJobHandle(self._executor.submit(self._runner, spec), spec)
+        job_dir = self._path(str(spec.num))
+        job_dir.mkdir(parents=True, exist_ok=True)
+        spec_path, log_path = job_dir / "spec.pkl", job_dir / "job.log"
+        spec_path.write_bytes(pickle.dumps(spec))
+        environ = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(str(gpu) for gpu in gpus)}
+        request = JobRequest(
+            spec.num, str(spec_path), str(self._runner_path), environ, os.getcwd(), str(log_path)
+        )
+        for attempt in range(2):
+            process = _slot_process(slot, gpus, self._slot_log(slot))
+            try:
+                process.jobs.send_bytes(pickle.dumps(request))
+                break
+            except OSError:
+                # the process died while idle: the next attempt starts a fresh one
+                if attempt == 1:
+                    raise BackendError(
+                        f"slot {slot}'s process cannot take jobs; its log is {log_path}"
+                    ) from None
+        process.busy = True
+        return LocalJobHandle(process, spec, self._timeout_s, log_path)

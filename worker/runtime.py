@@ -5,13 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 
-import numpy as np
-
-
-def trial_seed(study_seed: int, trial_number: int) -> int:
-    """A 31-bit seed derived from the study seed and the trial number (stable across machines)."""
-    return int(np.random.SeedSequence([study_seed, trial_number]).generate_state(1)[0] & 0x7FFFFFFF)
-
 
 def cpu_threads(workers: int) -> int:
     """This trial's share of the machine's cores when ``workers`` trials run side by side."""

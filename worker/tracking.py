@@ -11,7 +11,10 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from hpo.schema import artifact_location
+from hpo.schema import trial_experiment_id
+
+# seconds between two system-metric samples: trials are short, MLflow's default is 10
+SYSTEM_METRICS_INTERVAL_S = 1.0
 
 
 class EpochLogger(keras.callbacks.Callback):
@@ -29,21 +32,32 @@ def trial_run(
     run_name: str,
     params: Mapping[str, Any],
     tags: Mapping[str, str],
+    run_id: str | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[str]:
-    """Open the trial's run (nested under ``parent_run_id`` when given) and close it with the outcome.
+    """Open the trial's run (nested under ``parent_run_id`` when given, or continue the open run
+    ``run_id``) and close it with the outcome.
+
+    With ``system_metrics``, MLflow samples CPU, memory, disk, network (and GPU) use into ``system/...``.
 
     A trial that raises ends FAILED with the error in the ``hpo.error`` tag; one interrupted ends KILLED.
     """
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
-    if parent_run_id:
-        experiment_id = client.get_run(parent_run_id).info.experiment_id
-    elif experiment := client.get_experiment_by_name(experiment_name):
-        experiment_id = experiment.experiment_id
-    else:
-        experiment_id = client.create_experiment(experiment_name, artifact_location(tracking_uri))
-    run = mlflow.start_run(
-        experiment_id=experiment_id, run_name=run_name, parent_run_id=parent_run_id, tags=dict(tags)
+    experiment_id = trial_experiment_id(client, tracking_uri, experiment_name, parent_run_id)
+    if system_metrics:
+        mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+        mlflow.set_system_metrics_samples_before_logging(1)
+    run = (
+        mlflow.start_run(run_id=run_id, tags=dict(tags), log_system_metrics=system_metrics)
+        if run_id
+        else mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=run_name,
+            parent_run_id=parent_run_id,
+            tags=dict(tags),
+            log_system_metrics=system_metrics,
+        )
     )
     try:
         mlflow.log_params(dict(params))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -11,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpo.errors import HPOError, TrialError
-from hpo.schema import flatten, validate
+from hpo.schema import validate
+from hpo.trial_info import trial_params, trial_seed, trial_tags
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,14 @@ class TrialRequest:
     parent_run_id: str | None = None
     # the sweeper's overrides that define this trial, for the record
     overrides: list[str] = field(default_factory=list)
+    # an open run to continue (the driver opened it, for a remote worker); None opens a new one
+    run_id: str | None = None
+    # the study's best objective when the trial was asked, if known (reports.plots=best)
+    best_so_far: float | None = None
+    # tags the caller adds to the trial's run (a remote worker's id, ...)
+    tags: dict[str, str] = field(default_factory=dict)
+    # extra Keras callbacks (a remote worker's progress reports)
+    callbacks: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -39,6 +47,11 @@ class TrialResult:
     fit_s: float
     trial_s: float
     run_id: str
+    # the final metrics logged to the run, and every epoch's Keras metrics
+    metrics: dict[str, float]
+    history: dict[str, list[float]]
+    # the devices the trial found and used
+    devices: Any
 
 
 def run_trial(request: TrialRequest) -> TrialResult:
@@ -58,34 +71,21 @@ def run_trial(request: TrialRequest) -> TrialResult:
     from worker.datasets import load_dataset
     from worker.distribution import prepare_devices
     from worker.models import build_model
+    from worker.reports import log_trial_reports
     from worker.scoring import evaluate_test, score
     from worker.trainer import fit
 
-    seed = runtime.trial_seed(cfg.seed, request.trial_number)
+    seed = trial_seed(cfg.seed, request.trial_number)
     runtime.configure(seed, runtime.cpu_threads(cfg.launcher.workers))
-    params = flatten({k: request.config[k] for k in ("model", "trainer")})
-    params.update(
-        {
-            "dataset": cfg.dataset.name,
-            "dataset.fraction": cfg.dataset.fraction,
-            "mode": cfg.mode.name,
-            "seed": cfg.seed,
-        }
-    )
-    tags = {
-        "hpo.trial_number": str(request.trial_number),
-        "hpo.trial_seed": str(seed),
-        "hpo.overrides": json.dumps(request.overrides),
-        "hpo.backend": cfg.launcher.backend,
-        "hpo.hardware": cfg.hardware.name,
-    }
     with tracking.trial_run(
         cfg.mlflow.tracking_uri,
         cfg.mlflow.experiment_name,
         request.parent_run_id,
         f"trial-{request.trial_number}",
-        params,
-        tags,
+        trial_params(request.config, cfg),
+        {**trial_tags(cfg, request.trial_number, request.overrides), **request.tags},
+        run_id=request.run_id,
+        system_metrics=cfg.mlflow.system_metrics,
     ) as run_id:
         try:
             strategy, devices = prepare_devices(cfg.hardware.gpus_per_worker, cfg.trainer.mixed_precision)
@@ -99,7 +99,7 @@ def run_trial(request: TrialRequest) -> TrialResult:
                 monitor="val_accuracy",
                 maximize=True,
                 strategy=strategy,
-                callbacks=[tracking.EpochLogger()],
+                callbacks=[tracking.EpochLogger(), *request.callbacks],
             )
             metrics = score(cfg.mode, result, data) if math.isfinite(result.best_value) else {}
             metrics.update(evaluate_test(result, data, cfg.trainer))
@@ -113,10 +113,10 @@ def run_trial(request: TrialRequest) -> TrialResult:
             raise TrialError(f"trial {request.trial_number} diverged: {cfg.mode.objective} was never finite")
         if cfg.mlflow.log_model:
             tracking.log_keras_model(result.model, data.x_val[:8])
+        log_trial_reports(result.model, result, data, cfg, objective, request.best_so_far, metrics)
         trial_s = time.perf_counter() - started
-        mlflow.log_metrics(
+        metrics.update(
             {
-                **metrics,
                 "best_epoch": result.best_epoch,
                 "epochs_run": result.epochs_run,
                 "global_batch": result.global_batch,
@@ -124,8 +124,11 @@ def run_trial(request: TrialRequest) -> TrialResult:
                 "trial_s": trial_s,
             }
         )
+        mlflow.log_metrics(metrics)
     log.info(
         f"trial {request.trial_number}: {cfg.mode.objective}={objective:.4f} "
         f"(fit {result.fit_s:.1f}s of {trial_s:.1f}s)"
     )
-    return TrialResult(objective, result.best_epoch, result.fit_s, trial_s, run_id)
+    return TrialResult(
+        objective, result.best_epoch, result.fit_s, trial_s, run_id, metrics, result.history, devices
+    )

@@ -9,25 +9,10 @@ import sys
 from hpo.errors import HPOError
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hpo.bench", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="input pipeline throughput against the in-memory ceiling")
-    train.add_argument("--dataset", default="digits", help="a dataset config name (default: digits)")
-    train.add_argument("--batch-size", type=int, default=64, help="examples per replica and step")
-    train.add_argument("--mixed-precision", action="store_true", help="float16 compute on capable GPUs")
-    train.add_argument("--epochs", type=int, default=20, help="timed epochs per round")
-    train.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is kept")
-    train.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
-
+def _train(args: argparse.Namespace) -> None:
     from hpo.bench.train import measure
 
-    try:
-        figures = measure(args.dataset, args.batch_size, args.epochs, args.rounds, args.mixed_precision)
-    except HPOError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    figures = measure(args.dataset, args.batch_size, args.epochs, args.rounds, args.mixed_precision)
     if args.json:
         print(json.dumps(figures))
     else:
@@ -38,6 +23,53 @@ def main(argv: list[str] | None = None) -> int:
             f"mixed precision {'on' if figures['mixed_precision'] else 'off'}, "
             f"best of {figures['rounds']} x {figures['epochs']} epochs, {figures['device']})"
         )
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    from hpo.bench import dispatch
+
+    backends = list(dispatch.BACKENDS) if args.backend == "all" else [args.backend]
+    modes = list(dispatch.SWEEPERS) if args.mode == "both" else [args.mode]
+    results = []
+    for result in dispatch.run(backends, modes, args.workers, args.trials, args.seed, args.median_s):
+        results.append(result)
+        print(json.dumps(result) if args.json else dispatch.describe(result), flush=True)
+    if not args.json:
+        for line in dispatch.speedups(results):
+            print(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hpo.bench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="input pipeline throughput against the in-memory ceiling")
+    train.add_argument("--dataset", default="digits", help="a dataset config name (default: digits)")
+    train.add_argument("--batch-size", type=int, default=64, help="examples per replica and step")
+    train.add_argument("--mixed-precision", action="store_true", help="float16 compute on capable GPUs")
+    train.add_argument("--epochs", type=int, default=20, help="timed epochs per round")
+    train.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is kept")
+    train.add_argument("--json", action="store_true", help="print one JSON object")
+    dispatch = commands.add_parser(
+        "dispatch", help="async against batch sweeps of a waiting workload: wall time, efficiency, overhead"
+    )
+    dispatch.add_argument("--workers", type=int, default=4, help="trials in flight (default: 4)")
+    dispatch.add_argument("--trials", type=int, default=40, help="trials per sweep (default: 40)")
+    dispatch.add_argument("--backend", choices=("local", "runpod", "all"), default="all")
+    dispatch.add_argument("--mode", choices=("async", "batch", "both"), default="both")
+    dispatch.add_argument("--seed", type=int, default=0, help="study seed; it also draws the task times")
+    dispatch.add_argument(
+        "--median-s", type=float, default=2.0, help="median task time in seconds (lognormal, sigma 0.6)"
+    )
+    dispatch.add_argument("--json", action="store_true", help="print one JSON object per backend and mode")
+    args = parser.parse_args(argv)
+    if args.command == "dispatch" and (args.workers < 1 or args.trials < 1 or args.median_s <= 0):
+        parser.error("--workers and --trials must be at least 1 and --median-s positive")
+
+    try:
+        _train(args) if args.command == "train" else _dispatch(args)
+    except HPOError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

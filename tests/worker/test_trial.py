@@ -67,6 +67,11 @@ def test_trial_logs_params_epoch_metrics_and_a_loadable_model(config: dict[str, 
     assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0, "the test split is scored beside the objective"
     assert run.data.metrics["epochs_run"] == 2
     assert run.data.tags["hpo.gpus_seen"] == "0"
+    assert run.data.metrics["reports_s"] > 0, "the trial logs its reports (worker.reports)"
+    logged = {
+        a.path for folder in ("architecture", "plots") for a in client.list_artifacts(result.run_id, folder)
+    }
+    assert {"architecture/architecture.json", "plots/training_curves.png"} <= logged
 
     mlflow.set_tracking_uri(config["mlflow"]["tracking_uri"])
     model = mlflow.keras.load_model(f"runs:/{result.run_id}/model")

@@ -1,0 +1,226 @@
+"""How well sweeps keep their workers busy: hpo's asynchronous sweeper against Optuna's batch sweeper.
+
+Each (backend, mode) case is a real ``-m`` sweep of hpo's ``conf/`` tree in its own driver process
+(``hpo.bench.workload_driver``): ``hydra/sweeper=hpo`` (async) or ``hydra/sweeper=optuna`` (batch), on
+the local backend or on the runpod backend against a local RunPod emulator, every trial running the
+calibrated waiting workload of ``hpo.bench.workload``. The figures:
+
+- ``wall_s``: the sweep's wall time in the driver, from Hydra's ``on_multirun_start`` to ``on_multirun_end``
+  (the MLflow store is created beforehand, as it exists for every sweep but a project's first);
+- ``efficiency``: time spent in tasks (as they recorded it) / (workers x ``wall_s``); ``span_efficiency``
+  divides by the span from the first task's start to the last one's end instead, leaving out the sweep's
+  one-off setup (``first_task_s``) and closing;
+- ``overhead_ms``: the driver's CPU time (every thread: ask, compose, submit, poll, tell, MLflow records)
+  between the first task's start and the last task's end, per trial; the driver has nothing else to do
+  then, so this is what dispatching costs it, without the one-off setup (``driver_cpu_s`` has the total);
+- ``driver_rss_mb``: the driver process's peak resident set size.
+
+Every process runs with Python's bytecode cache on (in a directory of its own when the environment turns
+it off, as ``PYTHONDONTWRITEBYTECODE`` does), warmed before the first sweep, as in a usual install:
+compiling mlflow and optuna from source at each start would be timed as setup otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from bisect import bisect_left
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpo.bench.workload import EVENTS_ENV, MEDIAN_ENV
+from hpo.errors import BackendError
+
+SWEEPERS = {"async": "hpo", "batch": "optuna"}
+BACKENDS = ("local", "runpod")
+BENCH_API_KEY = "hpo-bench-dispatch-key"
+SEARCH_SPACE = "tag(log, interval(0.0001, 0.1))"
+PYCACHE = Path(tempfile.gettempdir()) / "hpo-bench-pycache"
+# what the driver, the slot processes and the emulator's workers import, compiled once before timing
+WARM_IMPORTS = (
+    "hpo.bench.workload_driver, hpo.bench.workload, hpo.sweeper, hpo.sweep, hpo.payload, launchers.launcher, "
+    "launchers.local, launchers.local_slot, launchers.dispatch, hydra_plugins.hydra_optuna_sweeper._impl, "
+    "optuna.storages, sqlalchemy, alembic, mlflow, mlflow.tracking, mlflow.store.tracking.sqlalchemy_store, "
+    "runpod, launchers.runpod.backend, launchers.runpod.emulator.server, aiohttp"
+)
+
+
+@dataclass
+class Case:
+    """One benchmark sweep: where its trials run, which sweeper asks them, and how many."""
+
+    backend: str
+    mode: str
+    workers: int
+    trials: int
+    seed: int
+    median_s: float
+
+
+def run(
+    backends: list[str], modes: list[str], workers: int, trials: int, seed: int, median_s: float
+) -> Iterator[dict[str, Any]]:
+    """Run every (backend, mode) case in turn and yield its figures as soon as it is done."""
+    root = Path(tempfile.mkdtemp(prefix="hpo-bench-dispatch-"))
+    subprocess.run([sys.executable, "-c", f"import {WARM_IMPORTS}"], env=environment(), check=True)
+    for backend in backends:
+        for mode in modes:
+            case = Case(backend, mode, workers, trials, seed, median_s)
+            yield run_case(case, root / f"{backend}-{mode}")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def run_case(case: Case, directory: Path) -> dict[str, Any]:
+    """Run one case's sweep in a fresh driver process and return its figures."""
+    directory.mkdir(parents=True)
+    events, probe, log_path = directory / "events.jsonl", directory / "driver.json", directory / "driver.log"
+    tracking_uri = f"sqlite:///{directory / 'mlflow.db'}"
+    _create_store(tracking_uri)
+    env = {**environment(), MEDIAN_ENV: str(case.median_s), EVENTS_ENV: str(events)}
+    overrides = [
+        f"hydra/sweeper={SWEEPERS[case.mode]}",
+        f"hydra.sweeper.n_trials={case.trials}",
+        f"hydra.sweeper.n_jobs={case.workers}",
+        f"launcher.workers={case.workers}",
+        f"seed={case.seed}",
+        "~search_space@hydra.sweeper.params",
+        f"trainer.learning_rate={SEARCH_SPACE}",
+        f"mlflow.tracking_uri={tracking_uri}",
+        f"hydra.sweep.dir={directory / 'sweep'}",
+        "+hydra.callbacks.bench_probe._target_=hpo.bench.workload_driver.SweepProbe",
+        f"+hydra.callbacks.bench_probe.out={probe}",
+    ]
+    timeout_s = 120 + 10 * case.median_s * case.trials / case.workers
+    with _endpoint(case, directory, env) as extra:
+        command = [sys.executable, "-m", "hpo.bench.workload_driver", "-m", *overrides, *extra]
+        with open(log_path, "w") as log:
+            try:
+                code = subprocess.run(
+                    command, cwd=directory, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s
+                ).returncode
+            except subprocess.TimeoutExpired:
+                code = None
+    if code != 0 or not probe.exists():
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
+        ended = "timed out" if code is None else f"exited with code {code}"
+        raise BackendError(f"{case.backend} {case.mode} sweep {ended}; its log is {log_path}:\n{tail}")
+    return figures(case, json.loads(probe.read_text()), _read_events(events))
+
+
+def environment() -> dict[str, str]:
+    """This process's environment for the benchmark's processes, with the bytecode cache on."""
+    env = {k: v for k, v in os.environ.items() if k != "HPO_PARENT_RUN_ID"}
+    if env.get("PYTHONDONTWRITEBYTECODE"):
+        env.update(PYTHONDONTWRITEBYTECODE="", PYTHONPYCACHEPREFIX=str(PYCACHE))
+    return env
+
+
+@contextlib.contextmanager
+def _endpoint(case: Case, directory: Path, env: dict[str, str]) -> Iterator[list[str]]:
+    """The overrides (and environment, in ``env``) that send the case's trials to its backend; for runpod,
+    a RunPod emulator with ``workers`` workers serving the workload, running while the sweep does."""
+    if case.backend == "local":
+        yield []
+        return
+    from launchers.runpod.emulator import EmulatorProcess
+
+    command = [sys.executable, "-m", "hpo.bench.workload_worker"]
+    worker_env = {k: env[k] for k in (MEDIAN_ENV, EVENTS_ENV, "PYTHONDONTWRITEBYTECODE") if k in env}
+    if "PYTHONPYCACHEPREFIX" in env:
+        worker_env["PYTHONPYCACHEPREFIX"] = env["PYTHONPYCACHEPREFIX"]
+    emulator = EmulatorProcess(
+        workers=case.workers,
+        worker_command=command,
+        api_key=BENCH_API_KEY,
+        endpoint_id="hpo-bench",
+        env=worker_env,
+        log_dir=directory / "emulator",
+    )
+    with emulator:
+        env.update(RUNPOD_API_KEY=emulator.api_key, RUNPOD_ENDPOINT_ID=emulator.endpoint_id)
+        yield ["hardware=runpod_1gpu", f"launcher.runpod.api_base={emulator.api_base}"]
+
+
+def _create_store(tracking_uri: str) -> None:
+    """Create the MLflow store (tables and migrations) before the sweep, so it is not timed."""
+    code = f"from mlflow.tracking import MlflowClient; MlflowClient({tracking_uri!r}).search_experiments()"
+    subprocess.run([sys.executable, "-c", code], env=environment(), check=True, capture_output=True)
+
+
+def _read_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _cpu_at(samples: list[list[float]], when: float) -> float:
+    """The driver's CPU seconds at wall-clock time ``when``, interpolated between two samples."""
+    times = [t for t, _ in samples]
+    i = min(max(bisect_left(times, when), 1), len(samples) - 1)
+    (t0, c0), (t1, c1) = samples[i - 1], samples[i]
+    if t1 <= t0:
+        return c1
+    return c0 + (c1 - c0) * min(max((when - t0) / (t1 - t0), 0.0), 1.0)
+
+
+def figures(case: Case, probe: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The case's figures from the driver's probe and the tasks' events."""
+    wall_s = probe["end"] - probe["start"]
+    task_times = [e["end"] - e["start"] for e in events]
+    tasks_s = sum(task_times)
+    completed = len({e["number"] for e in events})
+    steady_cpu = span_s = 0.0
+    if events:
+        first, last = min(e["start"] for e in events), max(e["end"] for e in events)
+        steady_cpu = _cpu_at(probe["samples"], last) - _cpu_at(probe["samples"], first)
+        span_s = last - first
+    return {
+        "backend": case.backend,
+        "mode": case.mode,
+        "sweeper": SWEEPERS[case.mode],
+        "workers": case.workers,
+        "trials": case.trials,
+        "completed": completed,
+        "median_s": case.median_s,
+        "wall_s": round(wall_s, 3),
+        "tasks_s": round(tasks_s, 3),
+        "longest_task_s": round(max(task_times, default=0.0), 3),
+        "first_task_s": round(min((e["start"] for e in events), default=probe["end"]) - probe["start"], 3),
+        "efficiency": round(tasks_s / (case.workers * wall_s), 4) if wall_s > 0 else 0.0,
+        "span_s": round(span_s, 3),
+        "span_efficiency": round(tasks_s / (case.workers * span_s), 4) if span_s > 0 else 0.0,
+        "overhead_ms": round(1000 * steady_cpu / max(completed, 1), 2),
+        "driver_cpu_s": round(probe["cpu_s"], 3),
+        "driver_rss_mb": round(probe["peak_rss_mb"], 1),
+        "driver_imported_tensorflow": probe["tensorflow_imported"],
+    }
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One line of figures for a human."""
+    return (
+        f"{result['backend']:<6} {result['mode']:<5} W={result['workers']} T={result['trials']}: "
+        f"wall {result['wall_s']:.1f} s, efficiency {result['efficiency']:.3f}, "
+        f"driver overhead {result['overhead_ms']:.1f} ms/trial, "
+        f"driver peak RSS {result['driver_rss_mb']:.0f} MB "
+        f"({result['completed']} trials done, {result['tasks_s']:.1f} s in tasks, "
+        f"first task after {result['first_task_s']:.1f} s, efficiency over the tasks' span "
+        f"{result['span_efficiency']:.3f})"
+    )
+
+
+def speedups(results: list[dict[str, Any]]) -> list[str]:
+    """Per backend with both modes measured: how much faster async finished than batch."""
+    lines = []
+    for backend in BACKENDS:
+        walls = {r["mode"]: r["wall_s"] for r in results if r["backend"] == backend}
+        if {"async", "batch"} <= walls.keys() and walls["async"] > 0:
+            lines.append(f"{backend}: async {walls['batch'] / walls['async']:.2f}x faster than batch")
+    return lines

@@ -1,0 +1,16 @@
+"""``python -m hpo.bench.workload_worker``: a RunPod serverless worker serving the benchmark workload."""
+
+from __future__ import annotations
+
+
+def main() -> None:
+    import runpod
+
+    import hpo.payload  # noqa: F401  (the handler's import, done before the first job as a worker image does)
+    from hpo.bench.workload import handle
+
+    runpod.serverless.start({"handler": handle})
+
+
+if __name__ == "__main__":
+    main()

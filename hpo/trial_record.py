@@ -1,0 +1,62 @@
+"""The driver's MLflow record of a remote trial: opened when the trial is submitted, closed with its outcome.
+
+A remote worker cannot write to a local store, so the driver opens the trial's child run itself; it
+then either replays the run the worker shipped back, or lets the worker continue the run directly
+(``mlflow.log_from=worker``). Either way the run exists from submission on, so an interrupted or lost
+trial is closed as KILLED or FAILED rather than missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mlflow.entities import Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from hpo.run_bundle import replay_run
+from hpo.schema import trial_experiment_id
+
+
+class TrialRecord:
+    """One trial's child run, written by the driver."""
+
+    def __init__(self, tracking_uri: str, run_id: str) -> None:
+        self.client = MlflowClient(tracking_uri)
+        self.run_id = run_id
+
+    @classmethod
+    def open(
+        cls,
+        tracking_uri: str,
+        experiment_name: str,
+        parent_run_id: str | None,
+        run_name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+    ) -> TrialRecord:
+        """Create the trial's child run (RUNNING) with its params and tags."""
+        client = MlflowClient(tracking_uri)
+        experiment_id = trial_experiment_id(client, tracking_uri, experiment_name, parent_run_id)
+        all_tags = {**tags, **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=dict(all_tags)).info.run_id
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            client.log_batch(run_id, params=items[i : i + 100])
+        return cls(tracking_uri, run_id)
+
+    def tag(self, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def complete(self, bundle: dict[str, Any] | None, metrics: Mapping[str, float]) -> None:
+        """Replay the worker's run (if it shipped one), add the driver's metrics and end FINISHED."""
+        if bundle is not None:
+            replay_run(bundle, self.client, self.run_id)
+        for key, value in metrics.items():
+            self.client.log_metric(self.run_id, key, float(value))
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def end(self, status: str, error: str) -> None:
+        """End the run as FAILED or KILLED, with the reason in the ``hpo.error`` tag."""
+        self.client.set_tag(self.run_id, "hpo.error", error[:5000])
+        self.client.set_terminated(self.run_id, status)

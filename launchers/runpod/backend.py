@@ -1,0 +1,121 @@
+"""The RunPod backend: each trial is a job on a RunPod serverless endpoint running hpo's worker image.
+
+The API key is read from ``RUNPOD_API_KEY`` only, never from a config file, so it cannot end up in a
+saved config, a log or an MLflow param. The endpoint's health is checked before any trial is asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from hpo.errors import BackendError, ConfigError
+from hpo.payload import PROTOCOL_VERSION, TrialPayload, payload_config
+from hpo.schema import validate
+from hpo.tracking import PARENT_RUN_ENV, resolve_tracking_uri
+from hpo.trial_info import trial_params, trial_tags
+from hpo.trial_record import TrialRecord
+from launchers.job import JobSpec
+from launchers.runpod.client import AuthError, Backoff, EndpointClient, UnknownJobError
+from launchers.runpod.job import JobPolicy, RunPodJobHandle
+
+log = logging.getLogger(__name__)
+
+API_KEY_ENV = "RUNPOD_API_KEY"
+ENDPOINT_ENV = "RUNPOD_ENDPOINT_ID"
+# a few quick tries at start: an endpoint that is down should not hold the sweep for long
+HEALTH_BACKOFF = Backoff(base_s=0.25, attempts=4)
+
+
+class EndpointUnreachable(BackendError):
+    """The endpoint did not answer its health check: down, unknown, or the network is out."""
+
+
+@dataclass
+class RunPodSettings:
+    """The launcher's runpod settings, with the secrets and ids resolved from the environment."""
+
+    endpoint_id: str
+    api_key: str
+    api_base: str
+
+    @classmethod
+    def from_launcher(cls, runpod: dict[str, Any]) -> RunPodSettings:
+        endpoint_id = os.environ.get(ENDPOINT_ENV) or runpod.get("endpoint_id")
+        if not endpoint_id:
+            raise ConfigError(
+                f"no RunPod endpoint: set {ENDPOINT_ENV} or launcher.runpod.endpoint_id to your endpoint's id"
+            )
+        api_key = os.environ.get(API_KEY_ENV)
+        if not api_key:
+            raise ConfigError(
+                f"{API_KEY_ENV} is not set: export your RunPod API key (hpo reads it from the environment "
+                "only, never from a config file)"
+            )
+        return cls(str(endpoint_id), api_key, str(runpod["api_base"]))
+
+
+class RunPodBackend:
+    """Submits trials to one endpoint and hands back non-blocking job handles."""
+
+    def __init__(self, settings: RunPodSettings, policy: JobPolicy) -> None:
+        self.client = EndpointClient(settings.endpoint_id, settings.api_key, settings.api_base)
+        self.policy = policy
+        self.health = self._check_health()
+
+    def _check_health(self) -> dict[str, Any]:
+        where = f"RunPod endpoint {self.client.endpoint_id} at {self.client.api_base}"
+        try:
+            health = self.client.call_with_retries(self.client.health, where, HEALTH_BACKOFF)
+        except UnknownJobError:
+            raise EndpointUnreachable(f"{where}: no such endpoint (404); check {ENDPOINT_ENV}") from None
+        except AuthError:
+            raise
+        except BackendError as exc:
+            raise EndpointUnreachable(f"{where} is unreachable: {exc}") from None
+        log.info(f"{where}: workers {health.get('workers', {})}")
+        return health
+
+    def submit(self, spec: JobSpec, slot: int) -> RunPodJobHandle:
+        """Open the trial's run (or continue ``spec.run_id``, a resumed trial's) and return a handle that
+        queues the job on its first poll."""
+        return self._handle(spec, job_id=None, run_id=spec.run_id)
+
+    def attach(self, spec: JobSpec, job_id: str, run_id: str | None) -> RunPodJobHandle:
+        """Follow a job an earlier driver submitted (its result is kept about 30 minutes by RunPod);
+        a job the endpoint no longer knows is submitted again, as the same trial and run."""
+        return self._handle(spec, job_id=job_id, run_id=run_id)
+
+    def _handle(self, spec: JobSpec, job_id: str | None, run_id: str | None) -> RunPodJobHandle:
+        config = payload_config(spec.config)
+        cfg = validate(config)
+        tracking_uri = resolve_tracking_uri(cfg.mlflow.tracking_uri, str(spec.config.hydra.runtime.cwd))
+        config["mlflow"]["tracking_uri"] = tracking_uri
+        record = (
+            TrialRecord(tracking_uri, run_id)
+            if run_id
+            else TrialRecord.open(
+                tracking_uri,
+                cfg.mlflow.experiment_name,
+                os.environ.get(PARENT_RUN_ENV),
+                f"trial-{spec.num}",
+                trial_params(config, cfg),
+                {**trial_tags(cfg, spec.num, spec.overrides), "hpo.backend": "runpod"},
+            )
+        )
+        payload = TrialPayload(
+            protocol=PROTOCOL_VERSION,
+            config=config,
+            gpus_expected=cfg.hardware.gpus_per_worker,
+            overrides=list(spec.overrides),
+            best_so_far=spec.best_so_far,
+        )
+        payload.trial.study = str(spec.config.hydra.sweeper.get("study_name") or "hpo")
+        payload.trial.number = spec.num
+        payload.trial.seed = cfg.seed
+        payload.mlflow.run_id = record.run_id if cfg.mlflow.log_from == "worker" else None
+        handle = RunPodJobHandle(self.client, spec, payload.to_json(), record, self.policy)
+        handle.job_id = job_id
+        return handle

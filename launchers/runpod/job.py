@@ -1,0 +1,219 @@
+"""One trial on a RunPod endpoint: submitted, polled, resubmitted after infrastructure failures, closed.
+
+``done()`` never blocks for long: each call makes at most one paced request, and a transient failure
+only schedules the next try (exponential backoff with jitter), so one slow job never stalls the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
+
+from hpo.errors import BackendError, HPOError, TrialError
+from hpo.trial_record import TrialRecord
+from launchers.job import JobSpec
+from launchers.runpod.client import EndpointClient, TransientError, UnknownJobError
+
+log = logging.getLogger(__name__)
+
+RUNNING_STATES = ("IN_QUEUE", "IN_PROGRESS")
+
+
+@dataclass
+class JobPolicy:
+    """How the backend treats every job: polling pace, resubmissions, time limit and price."""
+
+    poll_interval_s: float
+    max_retries: int
+    timeout_s: float
+    price_per_hour: float
+
+
+def trial_error(output_error: Any) -> str | None:
+    """The message of a failure the worker reported for the trial itself, or None for any other failure.
+
+    hpo's worker reports trial failures as a JSON object with an ``hpo_error`` key; the SDK reports an
+    exception escaping a handler as one with ``error_message``; anything else (a lost worker, RunPod's
+    own errors) is the infrastructure's.
+    """
+    try:
+        data = json.loads(output_error) if isinstance(output_error, str) else output_error
+    except ValueError:
+        return None
+    if isinstance(data, dict) and "hpo_error" in data:
+        return str(data.get("message"))
+    if isinstance(data, dict) and "error_message" in data:
+        return f"{data.get('error_type', 'error')}: {data['error_message']}"
+    return None
+
+
+class RunPodJobHandle:
+    """A trial running (or about to run, or to be run again) on the endpoint."""
+
+    def __init__(
+        self,
+        client: EndpointClient,
+        spec: JobSpec,
+        payload: dict[str, Any],
+        record: TrialRecord,
+        policy: JobPolicy,
+    ) -> None:
+        self.client = client
+        self.spec = spec
+        self.payload = payload
+        self.record = record
+        self.policy = policy
+        self.job_id: str | None = None
+        self.retries = 0
+        self.cost_usd = 0.0
+        self.progress: dict[str, Any] | None = None
+        self._transient = 0
+        self._next_at = 0.0
+        self._outcome: JobReturn | HPOError | None = None
+        self.trial_dir = Path(str(spec.config.hydra.sweep.dir)) / str(spec.config.hydra.sweep.subdir)
+        _save_job_config(spec, self.trial_dir)
+
+    def done(self) -> bool:
+        if self._outcome is not None:
+            return True
+        if time.monotonic() < self._next_at:
+            return False
+        try:
+            if self.job_id is None:
+                self.job_id = self.client.run(self.payload, self.policy.timeout_s)
+                self.record.tag({"hpo.runpod_job_id": self.job_id})
+                log.info(f"#{self.spec.num} queued on RunPod as job {self.job_id}")
+                self._next_at = time.monotonic() + self.policy.poll_interval_s
+            else:
+                self._poll()
+            self._transient = 0
+        except TransientError as exc:
+            self._transient += 1
+            if self._transient >= self.client.backoff.attempts:
+                self._infrastructure_failure(f"RunPod requests kept failing ({exc})")
+            else:
+                delay = self.client.backoff.delay(self._transient - 1)
+                log.info(f"#{self.spec.num}: RunPod answered {exc}; trying again in {delay:.1f}s")
+                self._next_at = time.monotonic() + delay
+        except UnknownJobError:
+            self._infrastructure_failure(f"the endpoint no longer knows job {self.job_id}")
+        except BackendError as exc:
+            self._fail(str(exc))
+        return self._outcome is not None
+
+    def result(self) -> JobReturn:
+        assert self._outcome is not None
+        if isinstance(self._outcome, HPOError):
+            raise self._outcome
+        return self._outcome
+
+    def cancel(self) -> None:
+        """Cancel the job on the endpoint (so nothing keeps billing) and close its run as KILLED."""
+        if self._outcome is not None:
+            return
+        if self.job_id is not None:
+            job_id = self.job_id
+            try:
+                self.client.call_with_retries(lambda: self.client.cancel(job_id), f"cancel job {job_id}")
+            except BackendError as exc:
+                log.error(
+                    f"#{self.spec.num}: could not cancel RunPod job {job_id} ({exc}): cancel it by hand"
+                )
+        self.record.end("KILLED", "cancelled: the sweep was interrupted")
+        self._outcome = BackendError(f"trial #{self.spec.num} cancelled")
+
+    def _poll(self) -> None:
+        assert self.job_id is not None
+        status = self.client.status(self.job_id)
+        state = str(status.get("status"))
+        if state in RUNNING_STATES:
+            self._show_progress(status.get("output") if state == "IN_PROGRESS" else None)
+            self._next_at = time.monotonic() + self.policy.poll_interval_s
+            return
+        self.cost_usd += float(status.get("executionTime") or 0) / 3.6e6 * self.policy.price_per_hour
+        if state == "COMPLETED":
+            self._complete(status)
+        elif state == "FAILED" and (message := trial_error(status.get("error"))) is not None:
+            self._fail(message)
+        else:
+            reason = status.get("error") or "no reason given"
+            self._infrastructure_failure(f"job {self.job_id} ended {state}: {str(reason)[:300]}")
+
+    def _show_progress(self, output: Any) -> None:
+        if isinstance(output, dict) and output != self.progress:
+            self.progress = output
+            epoch, epochs, value = output.get("epoch"), output.get("epochs"), output.get("val_accuracy")
+            shown = f" val_accuracy={value:.4f}" if isinstance(value, int | float) else ""
+            log.info(f"#{self.spec.num} epoch {epoch}/{epochs}{shown}")
+
+    def _complete(self, status: dict[str, Any]) -> None:
+        output = status.get("output")
+        objective = output.get("objective") if isinstance(output, dict) else None
+        if not isinstance(objective, int | float) or not math.isfinite(objective):
+            self._fail(f"the worker returned no finite objective (output: {str(output)[:200]})")
+            return
+        assert isinstance(output, dict)
+        if warning := output.get("device_warning"):
+            log.warning(f"#{self.spec.num} on worker {output.get('worker_id')}: {warning}")
+        self._write_result(output)
+        self.record.tag(self._tags(status))
+        self.record.complete(output.get("run"), {"cost_usd": self.cost_usd})
+        ret = JobReturn(
+            overrides=self.spec.overrides,
+            cfg=self.spec.config,
+            hydra_cfg=self.spec.config.hydra,
+            working_dir=str(self.trial_dir),
+            task_name=str(self.spec.config.hydra.job.name),
+            status=JobStatus.COMPLETED,
+        )
+        ret.return_value = float(objective)
+        self._outcome = ret
+
+    def _infrastructure_failure(self, reason: str) -> None:
+        if self.retries < self.policy.max_retries:
+            self.retries += 1
+            log.warning(
+                f"#{self.spec.num}: {reason}; resubmitting (retry {self.retries}/{self.policy.max_retries})"
+            )
+            self.record.tag({"hpo.retries": self.retries, "hpo.last_retry_reason": reason})
+            self.job_id, self._transient, self._next_at = None, 0, 0.0
+        else:
+            self._fail(f"{reason} (after {self.retries} retries)")
+
+    def _fail(self, message: str) -> None:
+        self.record.tag({"hpo.retries": self.retries, "hpo.cost_usd": f"{self.cost_usd:.6f}"})
+        self.record.end("FAILED", message)
+        self._outcome = TrialError(f"trial #{self.spec.num}: {message}")
+
+    def _tags(self, status: dict[str, Any]) -> dict[str, Any]:
+        output = status["output"]
+        return {
+            "hpo.backend": "runpod",
+            "hpo.worker_id": status.get("workerId") or output.get("worker_id", ""),
+            "hpo.retries": self.retries,
+            "hpo.cost_usd": f"{self.cost_usd:.6f}",
+            "hpo.runpod_delay_ms": status.get("delayTime", ""),
+            "hpo.runpod_execution_ms": status.get("executionTime", ""),
+        }
+
+    def _write_result(self, output: dict[str, Any]) -> None:
+        summary = {k: v for k, v in output.items() if k != "run"}
+        summary.update(job_id=self.job_id, retries=self.retries, cost_usd=self.cost_usd)
+        (self.trial_dir / "result.json").write_text(json.dumps(summary, indent=2, default=str))
+
+
+def _save_job_config(spec: JobSpec, trial_dir: Path) -> None:
+    """Save the trial's config and overrides under its directory, as Hydra's ``run_job`` does locally."""
+    hydra_dir = trial_dir / ".hydra"
+    hydra_dir.mkdir(parents=True, exist_ok=True)
+    task_cfg = OmegaConf.masked_copy(spec.config, [str(k) for k in spec.config if k != "hydra"])
+    OmegaConf.save(task_cfg, hydra_dir / "config.yaml")
+    OmegaConf.save(OmegaConf.create(spec.overrides), hydra_dir / "overrides.yaml")

@@ -1,0 +1,119 @@
+"""The local backend's slot processes: reused from job to job, yet each job sees its own submission's
+environment, and a cancelled or timed-out job is stopped without holding up the next."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra._internal.callbacks import Callbacks
+from hydra._internal.hydra import Hydra
+from hydra._internal.utils import create_config_search_path
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
+from hydra.types import HydraContext, RunMode, TaskFunction
+from omegaconf import DictConfig
+
+from launchers.dispatch import InFlight, Job
+from launchers.launcher import HPOLauncher
+
+pytestmark = pytest.mark.slow
+
+MakeLauncher = Callable[[TaskFunction, int], HPOLauncher]
+
+
+@pytest.fixture
+def make_launcher(tmp_path: Path, hydra_restore_singletons: Any) -> MakeLauncher:
+    def make(task: TaskFunction, workers: int) -> HPOLauncher:
+        hydra = Hydra.create_main_hydra2(task_name="test", config_search_path=create_config_search_path(None))
+        cfg = hydra.compose_config(
+            config_name=None,
+            overrides=[
+                "hydra/launcher=hpo",
+                f"hydra.launcher.workers={workers}",
+                f"hydra.sweep.dir={tmp_path}",
+            ],
+            run_mode=RunMode.MULTIRUN,
+            with_log_configuration=False,
+        )
+        HydraConfig.instance().set_config(cfg)
+        context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(cfg))
+        launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=context, task_function=task, config=cfg
+        )
+        assert isinstance(launcher, HPOLauncher)
+        return launcher
+
+    return make
+
+
+def wait_done(flight: InFlight, job: Job, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not job.done():
+        assert time.monotonic() < deadline, f"job #{job.num} did not stop"
+        time.sleep(0.05)
+
+
+def test_a_slot_process_runs_job_after_job_in_the_environment_of_each_submission(
+    make_launcher: MakeLauncher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def task(cfg: DictConfig) -> tuple[int, str | None]:
+        return os.getpid(), os.environ.get("BENCH_MARK")
+
+    launcher = make_launcher(task, 1)
+    monkeypatch.setenv("BENCH_MARK", "first")
+    (first,) = launcher.launch([["+x=1"]], initial_job_idx=0)
+    monkeypatch.setenv("BENCH_MARK", "second")
+    (second,) = launcher.launch([["+x=2"]], initial_job_idx=1)
+    assert first.return_value[0] == second.return_value[0] != os.getpid(), "one process ran both jobs"
+    assert (first.return_value[1], second.return_value[1]) == ("first", "second")
+
+
+def test_a_cancelled_job_stops_and_its_slot_takes_the_next_job(
+    make_launcher: MakeLauncher, tmp_path: Path
+) -> None:
+    def task(cfg: DictConfig) -> int:
+        if cfg.x == 1:
+            (tmp_path / "started").write_text(str(os.getpid()))
+            try:
+                time.sleep(120)
+            except KeyboardInterrupt:
+                (tmp_path / "interrupted").touch()
+                raise
+        return int(cfg.x)
+
+    launcher = make_launcher(task, 1)
+    flight = launcher.open()
+    job = launcher.submit(["+x=1"], 0)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "started").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    job.handle.cancel()
+    wait_done(flight, job)
+    ret = launcher.collect(job)
+    assert ret.status == JobStatus.FAILED
+    with pytest.raises(Exception, match=r"job #0 stopped without a result \(cancelled\)"):
+        _ = ret.return_value
+    assert (tmp_path / "interrupted").exists(), "the job got a KeyboardInterrupt to record how it ended"
+    (after,) = launcher.launch([["+x=2"]], initial_job_idx=1)
+    assert after.return_value == 2
+
+
+def test_a_job_past_its_time_limit_is_stopped_and_failed(make_launcher: MakeLauncher) -> None:
+    def task(cfg: DictConfig) -> int:
+        time.sleep(120)
+        return 0
+
+    launcher = make_launcher(task, 1)
+    flight = launcher.open()
+    flight.backend._timeout_s = 1.0  # type: ignore[attr-defined]  (the config's minimum is a minute)
+    job = launcher.submit(["+x=1"], 0)
+    wait_done(flight, job)
+    with pytest.raises(Exception, match=r"job #0 stopped without a result \(timed out after"):
+        _ = launcher.collect(job).return_value

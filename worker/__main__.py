@@ -1,0 +1,22 @@
+"""``python -m worker``: a RunPod serverless worker that runs hpo trials (the worker image's command)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def main() -> None:
+    import runpod
+
+    from worker.handler import handle
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    runpod.serverless.start({"handler": handle})
+
+
+if __name__ == "__main__":
+    main()
