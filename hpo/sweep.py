@@ -98,7 +98,11 @@ class Sweep:
         """Write the results file, log it to the parent run and end that run with ``status``."""
         trials = self.parent.end_orphans("KILLED" if status == "KILLED" else "FAILED")
         results = SweepResults(self.objective, self.direction, trials)
-        self._reports.finish(self.storage_url)
+        if status == "KILLED":
+            self._reports.finish(None)
+            log.info(f"reports of the interrupted sweep: python -m hpo.report {self.sweep_dir}")
+        else:
+            self._reports.finish(self.storage_url)
         if self.register_best and results.best is not None and status == "FINISHED":
             self._register(results.best.run_id)
         mlflow_info = {

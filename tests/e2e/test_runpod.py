@@ -190,7 +190,13 @@ def test_a_trial_that_raises_is_failed_with_its_reason_not_retried(
 
 def test_ctrl_c_cancels_every_job_on_the_endpoint(tmp_path: Path, emulator: EmulatorProcess) -> None:
     env = {**os.environ, **_env(emulator)}
-    args = _runpod_args(emulator, "hydra.sweeper.n_trials=6", "launcher.workers=2", "trainer.max_epochs=30")
+    args = _runpod_args(
+        emulator,
+        "hydra.sweeper.n_trials=6",
+        "launcher.workers=2",
+        "trainer.max_epochs=100",
+        "trainer.early_stopping=false",
+    )
     driver = subprocess.Popen(
         [sys.executable, "-m", "hpo", *args],
         cwd=tmp_path,

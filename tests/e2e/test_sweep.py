@@ -147,7 +147,15 @@ def _running(pid: int) -> bool:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_sweep_cancels_trials_and_records_them(tmp_path: Path, signum: int) -> None:
     driver = subprocess.Popen(
-        [sys.executable, "-m", "hpo", "-m", "hydra.sweeper.n_trials=4", "trainer.max_epochs=500"],
+        [
+            sys.executable,
+            "-m",
+            "hpo",
+            "-m",
+            "hydra.sweeper.n_trials=4",
+            "trainer.max_epochs=500",
+            "trainer.early_stopping=false",
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
