@@ -241,11 +241,14 @@ class LocalBackend:
         return self._path(f"slot{slot}") / "slot.log"
 
     def submit(self, spec: JobSpec, slot: int) -> LocalJobHandle:
+        import cloudpickle
+
         gpus = self._slot_gpus[slot]
         job_dir = self._path(str(spec.num))
         job_dir.mkdir(parents=True, exist_ok=True)
         spec_path, log_path = job_dir / "spec.pkl", job_dir / "job.log"
-        spec_path.write_bytes(pickle.dumps(spec))
+        # cloudpickle: a class Hydra's plugin scan re-executed since import is pickled by value, not by name
+        spec_path.write_bytes(cloudpickle.dumps(spec))
         environ = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(str(gpu) for gpu in gpus)}
         request = JobRequest(
             spec.num, str(spec_path), str(self._runner_path), environ, os.getcwd(), str(log_path)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import RunHPO
+from tests.conftest import REPO_ROOT, RunHPO
 from tests.worker.conftest import write_keras_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -185,3 +185,26 @@ def test_interrupted_sweep_cancels_trials_and_records_them(tmp_path: Path, signu
     while [pid for pid in processes if _running(pid)] and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not [pid for pid in processes if _running(pid)], "no process outlives the sweep"
+
+
+def test_sweep_started_from_the_repository_root(tmp_path: Path) -> None:
+    """From the checkout itself, as the README's first command runs, Hydra's plugin scan re-executes
+    modules already imported; job configs must still reach the worker slots."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hpo",
+            "-m",
+            "hydra.sweeper.n_trials=1",
+            "trainer.max_epochs=1",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "1 of 1 trials completed, 0 failed" in out.stdout
