@@ -13,6 +13,7 @@ import hydra
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
 
+from hpo import interrupts
 from hpo.app import run
 from hpo.errors import HPOError
 from hpo.schema import register_configs
@@ -71,10 +72,6 @@ def one_line(error: BaseException) -> str:
     return " ".join(parts) or type(error).__name__
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main() -> int:
     """Run hpo's Hydra app; returns the process exit code."""
     debug = bool(os.environ.get(DEBUG_ENV))
@@ -83,7 +80,7 @@ def main() -> int:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     register_configs()
     # SIGTERM takes the same path as Ctrl-C: running trials are cancelled and recorded, nothing is orphaned.
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupts.stop_on(signal.SIGTERM)
     app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(run)
     stderr, sys.stderr = sys.stderr, _DropHydraJobNotice(sys.stderr)  # type: ignore[assignment]
     try:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from hpo import interrupts
+
 # how often the process checks that the driver is still alive, and how long a job then gets to stop
 PARENT_CHECK_S = 1.0
 ORPHAN_GRACE_S = 10.0
@@ -34,10 +36,6 @@ class JobRequest:
     environ: dict[str, str]
     cwd: str
     log_path: str
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _exit_with_parent() -> None:
@@ -109,8 +107,7 @@ def serve(jobs: Connection, results: Connection) -> None:
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    interrupts.stop_on(signal.SIGTERM, signal.SIGINT)
     _exit_with_parent()
     jobs_fd, results_fd = int(sys.argv[1]), int(sys.argv[2])
     try:

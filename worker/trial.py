@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpo import interrupts
 from hpo.errors import HPOError, TrialError
 from hpo.schema import validate
 from hpo.trial_info import trial_params, trial_seed, trial_tags
@@ -106,6 +107,8 @@ def run_trial(request: TrialRequest) -> TrialResult:
         except HPOError:
             raise
         except Exception as exc:
+            if interrupts.received():
+                raise KeyboardInterrupt(f"trial {request.trial_number} stopped") from exc
             log.exception(f"trial {request.trial_number} failed")
             raise TrialError(f"trial {request.trial_number} failed: {type(exc).__name__}: {exc}") from exc
         objective = metrics.get("objective", math.nan)

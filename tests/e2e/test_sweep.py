@@ -180,7 +180,8 @@ def test_interrupted_sweep_cancels_trials_and_records_them(tmp_path: Path, signu
     assert driver.returncode == 130, stderr[-2000:]
     assert "interrupted: running trials were cancelled" in stderr
     runs = client.search_runs([client.get_experiment_by_name("hpo").experiment_id])
-    assert sorted(r.info.status for r in runs) == ["KILLED", "KILLED", "KILLED"], "parent and both trials"
+    ended = {r.info.run_name: (r.info.status, r.data.tags.get("hpo.error")) for r in runs}
+    assert sorted(status for status, _ in ended.values()) == ["KILLED"] * 3, f"parent, both trials: {ended}"
     deadline = time.monotonic() + 15
     while [pid for pid in processes if _running(pid)] and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from hpo import interrupts
 from hpo.errors import ModelConfigError
 from hpo.schema import HPOConfig
 from worker.trial import TrialRequest, run_trial
@@ -99,6 +101,26 @@ def test_impossible_model_fails_the_trial_and_its_run(config: dict[str, Any]) ->
     )
     assert [r.info.status for r in runs] == ["FAILED"]
     assert "conv_layers=5" in runs[0].data.tags["hpo.error"]
+
+
+def test_a_stop_signal_that_training_turns_into_another_error_ends_the_run_killed(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TensorFlow can re-raise a KeyboardInterrupt that hits it mid-trace as a TypeError; the trial was
+    still stopped, not failed."""
+    import keras
+
+    class StoppedWhileTracing(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            monkeypatch.setattr(interrupts, "_received", [signal.SIGTERM])
+            raise TypeError("Exception encountered when calling Dropout.call()")
+
+    with pytest.raises(KeyboardInterrupt, match="trial 0 stopped"):
+        run_trial(TrialRequest(config=config, trial_number=0, callbacks=[StoppedWhileTracing()]))
+    runs = MlflowClient(config["mlflow"]["tracking_uri"]).search_runs(
+        [mlflow.get_experiment_by_name("unit").experiment_id]
+    )
+    assert [r.info.status for r in runs] == ["KILLED"]
 
 
 def test_health_mode_blends_accuracy_with_logged_health_components(config: dict[str, Any]) -> None:
