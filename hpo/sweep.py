@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
+from hpo.code_version import version_tags
 from hpo.payload import payload_config
 from hpo.results import RESULTS_FILE, SweepResults
 from hpo.tracking import OPTUNA_STATE_TAG, PARENT_RUN_ENV, ParentRun, resolve_tracking_uri
@@ -51,7 +52,7 @@ class Sweep:
         self.direction = str(config.mode.direction)
         self.tracking_uri = resolve_tracking_uri(str(config.mlflow.tracking_uri), hydra_cfg.runtime.cwd)
         self.experiment_name = str(config.mlflow.experiment_name)
-        tags = {"hpo.kind": "sweep", "hpo.sweep_dir": str(self.sweep_dir.resolve())}
+        tags = {"hpo.kind": "sweep", "hpo.sweep_dir": str(self.sweep_dir.resolve()), **version_tags()}
         if study:
             tags.update({"hpo.study_name": study["study_name"], "hpo.study_storage": study["storage"]})
         self.parent = ParentRun(
@@ -169,7 +170,7 @@ class ReportRefresher:
         idle = self._pending is None or self._pending.done()
         if idle and time.monotonic() - self._last >= LIVE_INTERVAL_S:
             self._last = time.monotonic()
-            self._pending = self._pool.submit(self._run, study, False)
+            self._pending = self._pool.submit(self._run, study)
 
     def finish(self, storage_url: str | None) -> None:
         """Wait for a live refresh under way, then draw the final reports in a child process (``python -m
@@ -185,8 +186,8 @@ class ReportRefresher:
             reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
             log.warning(f"final sweep reports not drawn ({reason}); run: {' '.join(command[1:])}")
 
-    def _run(self, study: optuna.Study | None, final: bool) -> None:
+    def _run(self, study: optuna.Study) -> None:
         try:
-            self._live.refresh(study, final=final)
+            self._live.refresh(study)
         except Exception as exc:
             log.warning(f"sweep reports not refreshed: {type(exc).__name__}: {exc}")

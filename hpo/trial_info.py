@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from hpo.code_version import version_tags
 from hpo.schema import HPOConfig, flatten
 
 
@@ -37,4 +38,5 @@ def trial_tags(cfg: HPOConfig, trial_number: int, overrides: list[str]) -> dict[
         "hpo.overrides": json.dumps(overrides),
         "hpo.backend": cfg.launcher.backend,
         "hpo.hardware": cfg.hardware.name,
+        **version_tags(),
     }

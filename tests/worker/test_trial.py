@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from hpo import interrupts
+from hpo.code_version import code_version
 from hpo.errors import ModelConfigError
 from hpo.schema import HPOConfig
 from worker.trial import TrialRequest, run_trial
@@ -61,6 +62,7 @@ def test_trial_logs_params_epoch_metrics_and_a_loadable_model(config: dict[str, 
     assert run.data.params["model.filters"] == "8"
     assert run.data.params["trainer.learning_rate"] == "0.005"
     assert run.data.tags["hpo.trial_number"] == "3"
+    assert run.data.tags.get("hpo.code_version") == code_version(), "the checkout's commit, when there is one"
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         history = client.get_metric_history(result.run_id, key)
         assert [m.step for m in history] == [0, 1], key
