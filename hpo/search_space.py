@@ -47,9 +47,13 @@ class SearchSpace:
 
     def overrides(self, trial: optuna.Trial) -> list[str]:
         """The trial's overrides, suggesting whatever it has not been given yet (a re-run trial keeps its
-        values: Optuna returns a parameter's stored value when it is suggested again)."""
-        (overrides,) = self.impl._configure_trials([trial], self.distributions, self.fixed)
-        return list(overrides)
+        values: Optuna returns a parameter's stored value when it is suggested again).
+
+        The fixed overrides are appended here rather than handed to ``_configure_trials``, which would store
+        each as a user attribute of every trial: one storage write apiece, the same in every trial.
+        """
+        (overrides,) = self.impl._configure_trials([trial], self.distributions, {})
+        return [*overrides, *(f"{name}={value}" for name, value in self.fixed.items())]
 
     def identity(self, *extra: str) -> str:
         """Eight hex digits naming this space and the overrides that change a trial's result."""

@@ -3,6 +3,8 @@
 Rules:
 - New trials are asked while the study holds fewer than ``n_trials``; trials an earlier driver left RUNNING
   are run again first, as the same Optuna trials (a RunPod job is re-attached when it is known).
+- While every slot is busy, the next trial is asked and its config composed ahead, so that a slot that
+  frees starts it at once (not with a budget, where each trial is asked only once the last costs are in).
 - A job that fails, or returns NaN or inf, is a FAIL trial, never a crash of the sweep.
 - ``max_failure_rate`` is failed / finished trials over the whole study (earlier runs of it included). It
   is exceeded once that rate passes it with at least ``min(workers, n_trials)`` trials finished (the first
@@ -35,9 +37,33 @@ if TYPE_CHECKING:
     from hpo.sweep import Sweep
     from hpo.tracking import TrialRun
     from launchers.dispatch import Job
+    from launchers.job import JobSpec
     from launchers.launcher import HPOLauncher
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReadyTrial:
+    """A trial asked (or taken up again) with its job composed, waiting for a free slot."""
+
+    trial: optuna.Trial
+    spec: JobSpec
+    run_id: str | None = None
+    job_id: str | None = None
+
+    @property
+    def resumed(self) -> bool:
+        return self.run_id is not None or self.job_id is not None
+
+
+@dataclass
+class Stopped:
+    """A collected job: its objective values, or why its trial failed."""
+
+    job: Job
+    values: list[float] | None
+    error: str | None
 
 
 @dataclass
@@ -100,13 +126,19 @@ class TrialLoop:
         self.job_ids: set[int] = set()
         self.first_failure: str | None = None
         self.over_budget = False
+        self.ready: ReadyTrial | None = None
 
     def run(self) -> None:
         """Run trials until the study is complete; on any interruption cancel the running ones first."""
         try:
             while True:
-                for job in self.launcher.finished():
-                    self._tell(job)
+                stopped = [self._collect(job) for job in self.launcher.finished()]
+                if stopped and self.ready is not None:
+                    # the trial composed ahead takes a freed slot before the study is told anything
+                    self._start(self.ready)
+                    self.ready = None
+                for stop in stopped:
+                    self._tell(stop)
                 self._fill()
                 idle = not self.told
                 self._record()
@@ -122,27 +154,42 @@ class TrialLoop:
             raise
 
     def _fill(self) -> None:
+        while self.launcher.free_slots:
+            ready, self.ready = self.ready, None
+            ready = ready or self._next()
+            if ready is None:
+                return
+            self._start(ready)
+        if self.ready is None and self.rules.budget_usd is None and not self.stale:
+            self.ready = self._next()
+
+    def _start(self, ready: ReadyTrial) -> None:
+        self.launcher.start(ready.spec, self.best, run_id=ready.run_id, job_id=ready.job_id)
+        self.trials[ready.trial.number] = ready.trial
+        self.events.write("submit", ready.trial.number, resumed=ready.resumed)
+
+    def _next(self) -> ReadyTrial | None:
+        """The next trial to run, with its job composed: a stale one first, else a new one if one may be
+        asked."""
         import optuna
 
-        while self.launcher.free_slots:
-            run_id = job_id = None
-            if self.stale:
-                frozen = self.stale.popleft()
-                runs = self.sweep.parent.trial_runs(frozen.number)
-                if self._adopt(frozen, runs):
-                    continue
-                trial = optuna.Trial(self.study, frozen._trial_id)
-                run_id = runs[-1].run_id if runs else None
-                job_id = frozen.user_attrs.get(JOB_ID_ATTR)
-            elif self._may_ask():
-                trial = self.study.ask()
-                self.asked += 1
-            else:
-                return
-            overrides = self.space.overrides(trial)
-            self.launcher.submit(overrides, trial.number, self.best, run_id=run_id, job_id=job_id)
-            self.trials[trial.number] = trial
-            self.events.write("submit", trial.number, resumed=run_id is not None or job_id is not None)
+        run_id = job_id = None
+        while self.stale:
+            frozen = self.stale.popleft()
+            runs = self.sweep.parent.trial_runs(frozen.number)
+            if self._adopt(frozen, runs):
+                continue
+            trial = optuna.Trial(self.study, frozen._trial_id)
+            run_id = runs[-1].run_id if runs else None
+            job_id = frozen.user_attrs.get(JOB_ID_ATTR)
+            break
+        else:
+            if not self._may_ask():
+                return None
+            trial = self.study.ask()
+            self.asked += 1
+        spec = self.launcher.prepare(self.space.overrides(trial), trial.number)
+        return ReadyTrial(trial, spec, run_id, job_id)
 
     def _adopt(self, frozen: FrozenTrial, runs: list[TrialRun]) -> bool:
         """Tell a stale trial whose job finished after its driver stopped; False when it must run again."""
@@ -175,34 +222,38 @@ class TrialLoop:
         )
         return False
 
-    def _tell(self, job: Job) -> None:
-        """Collect a stopped job and tell the study its result (slower bookkeeping waits for ``_record``)."""
-        from optuna.trial import TrialState
-
-        trial = self.trials.pop(job.num)
+    def _collect(self, job: Job) -> Stopped:
+        """A stopped job's outcome, its slot freed and its end recorded."""
         ret = self.launcher.collect(job)
         values, error = outcome(ret, len(self.study.directions))
         if error is not None and ret.status == JobStatus.COMPLETED:
             log.warning(f"#{job.num} {error}: counted as a failed trial")
+        self.durations.append(job.elapsed_s)
+        state = "COMPLETE" if error is None else "FAIL"
+        self.events.write("finish", job.num, state=state, value=values[0] if values else None)
+        return Stopped(job, values, error)
+
+    def _tell(self, stop: Stopped) -> None:
+        """Tell the study a stopped job's result (slower bookkeeping waits for ``_record``)."""
+        from optuna.trial import TrialState
+
+        job, values, error = stop.job, stop.values, stop.error
+        trial = self.trials.pop(job.num)
         cost = job.info("cost_usd")
         if cost is not None:
             trial.set_user_attr(COST_ATTR, float(cost))
             self.costs.append(float(cost))
-        if error is None:
-            assert values is not None
+        if values is not None:
             self._tell_study(trial, values, TrialState.COMPLETE)
             self.complete += 1
             if len(values) == 1:
                 self._improve(values[0])
         else:
-            trial.set_user_attr(ERROR_ATTR, error[:1000])
+            trial.set_user_attr(ERROR_ATTR, str(error)[:1000])
             self._tell_study(trial, None, TrialState.FAIL)
             self.failed += 1
             self.first_failure = self.first_failure or f"trial #{job.num}: {error}"
-        state = "COMPLETE" if error is None else "FAIL"
-        self.durations.append(job.elapsed_s)
-        self.events.write("finish", job.num, state=state, value=values[0] if values else None)
-        self.told.append((job.num, state))
+        self.told.append((job.num, "COMPLETE" if values is not None else "FAIL"))
         self._check_failure_rate()
 
     def _record(self) -> None:
@@ -254,6 +305,7 @@ class TrialLoop:
             for job in self.launcher.running
         ]
         queued = 0 if self.over_budget else max(self.rules.n_trials - self.asked, 0) + len(self.stale)
+        queued += self.ready is not None
         eta = None
         if self.durations:
             mean = sum(self.durations) / len(self.durations)

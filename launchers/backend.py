@@ -35,7 +35,8 @@ class Backend(Protocol):
 
     A backend whose jobs outlive the driver may also offer ``attach(spec, job_id, run_id) -> JobHandle``:
     follow the job ``job_id`` an earlier driver submitted (its trial's MLflow run is ``run_id``), used when a
-    study resumes.
+    study resumes; and ``wait(handles)``: block until one of its ``handles`` may have stopped (or for as long
+    as nothing else can change), so the sweeper learns of a finished job without polling for it.
     """
 
     def submit(self, spec: JobSpec, slot: int) -> JobHandle:

@@ -4,13 +4,16 @@ A full Hydra compose costs 100+ ms on a small machine, which caps how fast a swe
 A sweep's trials usually differ only in values (``model.filters=16``), so the first trial with a given
 set of config-group choices is composed by Hydra and kept as a template; later ones copy it and set
 their values exactly as Hydra applies command-line overrides (``OmegaConf.update(..., merge=True)``).
+Templates are kept pickled, as unpickling copies a config three times faster than ``copy.deepcopy``, and
+each override string is parsed once: the fixed ones recur in every trial.
 """
 
 from __future__ import annotations
 
-import copy
+import pickle
 from typing import Any
 
+import cloudpickle
 from hydra._internal.config_loader_impl import get_overrides_dirname
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
@@ -24,11 +27,13 @@ class JobComposer:
         self._loader = config_loader
         self._master = master_config
         self._parser = OverridesParser.create()
-        self._templates: dict[tuple[tuple[str, ...], tuple[str, ...]], DictConfig] = {}
+        self._templates: dict[tuple[tuple[str, ...], tuple[str, ...]], bytes] = {}
+        self._parsed: dict[str, Override] = {}
+        self._groups: dict[str, bool] = {}
 
     def compose(self, overrides: list[str]) -> DictConfig:
         """The config Hydra's ``load_sweep_config`` would give for ``overrides``."""
-        parsed = self._parser.parse_overrides(overrides)
+        parsed = [self._parse(line) for line in overrides]
         values = [o for o in parsed if self._is_value(o)]
         if len(values) != len([o for o in parsed if not self._is_group(o)]):
             return self._loader.load_sweep_config(self._master, overrides)
@@ -39,9 +44,10 @@ class JobComposer:
         template = self._templates.get(shape)
         if template is None:
             config = self._loader.load_sweep_config(self._master, overrides)
-            self._templates[shape] = copy.deepcopy(config)
+            # cloudpickle: a class Hydra's plugin scan re-executed since import is pickled by value
+            self._templates[shape] = cloudpickle.dumps(config)
             return config
-        config = copy.deepcopy(template)
+        config = pickle.loads(template)
         for override in values:
             OmegaConf.update(config, override.key_or_group, override.value(), merge=True)
         dirname = config.hydra.job.config.override_dirname
@@ -55,8 +61,18 @@ class JobComposer:
             )
         return config
 
+    def _parse(self, line: str) -> Override:
+        override = self._parsed.get(line)
+        if override is None:
+            (override,) = self._parser.parse_overrides([line])
+            self._parsed[line] = override
+        return override
+
     def _is_group(self, override: Override) -> bool:
-        return bool(self._loader.repository.group_exists(override.key_or_group))
+        key = override.key_or_group
+        if key not in self._groups:
+            self._groups[key] = bool(self._loader.repository.group_exists(key))
+        return self._groups[key]
 
     def _is_value(self, override: Override) -> bool:
         """A plain ``key=value`` change of a config key (no group, package, ``+``, ``~`` or ``hydra.``)."""

@@ -116,8 +116,12 @@ class InFlight:
         self._running.clear()
 
     def wait(self) -> None:
-        """Sleep one poll interval."""
-        time.sleep(self.poll_interval_s)
+        """Sleep one poll interval, or, where the backend can tell, until a running job stops."""
+        until_stopped = getattr(self.backend, "wait", None)
+        if until_stopped is not None and self._running:
+            until_stopped([job.handle for job in self._running.values()])
+        else:
+            time.sleep(self.poll_interval_s)
 
 
 def run_jobs(flight: InFlight, specs: Sequence[JobSpec]) -> list[JobReturn]:

@@ -55,7 +55,7 @@ class HPOLauncher(Launcher):
         from launchers.dispatch import run_jobs
 
         flight = self.open()
-        specs = [self._compose(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
+        specs = [self.prepare(list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)]
         return run_jobs(flight, specs)
 
     def open(self, backend: Backend | None = None) -> InFlight:
@@ -105,7 +105,16 @@ class HPOLauncher(Launcher):
         ``run_id`` names an MLflow run the job continues; ``job_id`` a job an earlier driver submitted, which
         a backend that can ``attach`` follows instead of starting a new one.
         """
-        spec = self._compose(num, list(overrides))
+        return self.start(self.prepare(overrides, num), best_so_far, run_id, job_id)
+
+    def start(
+        self,
+        spec: JobSpec,
+        best_so_far: float | None = None,
+        run_id: str | None = None,
+        job_id: str | None = None,
+    ) -> Job:
+        """Start the prepared ``spec`` in a free slot, as ``submit`` does; returns at once."""
         spec.best_so_far, spec.run_id = best_so_far, run_id
         return self.open().start(spec, (job_id, run_id) if job_id else None)
 
@@ -123,18 +132,19 @@ class HPOLauncher(Launcher):
             self._flight.cancel_all()
 
     def wait(self) -> None:
-        """Sleep one poll interval."""
+        """Wait one poll interval, or until a running job stops where the backend can tell."""
         self.open().wait()
 
-    def _compose(self, num: int, overrides: list[str]) -> JobSpec:
+    def prepare(self, overrides: Sequence[str], num: int) -> JobSpec:
+        """Job ``num``'s config composed, ready to ``start`` (ahead of a free slot, or within ``submit``)."""
         assert self.config is not None and self.hydra_context is not None
         if self._composer is None:
             self._composer = JobComposer(self.hydra_context.config_loader, self.config)
-        config = self._composer.compose(overrides)
+        config = self._composer.compose(list(overrides))
         with open_dict(config.hydra.job):
             config.hydra.job.id = f"{config.hydra.job.name}_{num}"
             config.hydra.job.num = num
-        return JobSpec(num=num, overrides=overrides, config=config)
+        return JobSpec(num=num, overrides=list(overrides), config=config)
 
     def _backend(self) -> Backend:
         backend = str(self.params["backend"])

@@ -20,7 +20,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as connection_wait
 from pathlib import Path
 
 from hydra.core.utils import JobReturn
@@ -31,6 +33,8 @@ from launchers.local_slot import JobRequest
 
 # how long a cancelled or timed-out job gets to stop after SIGTERM before its process is killed
 KILL_GRACE_S = 10.0
+# the longest the sweeper waits for a job to stop before checking time limits again
+CHECK_INTERVAL_S = 1.0
 
 
 class SlotProcess:
@@ -151,6 +155,16 @@ class LocalJobHandle:
             self._slot.kill(signal.SIGKILL)
         return False
 
+    @property
+    def pending(self) -> bool:
+        """Whether the job's return has not been received yet."""
+        return self._outcome is None
+
+    @property
+    def results(self) -> Connection:
+        """The pipe its slot sends the return on (readable at EOF too, when the slot dies)."""
+        return self._slot.results
+
     def result(self) -> JobReturn:
         assert self._outcome is not None
         if isinstance(self._outcome, BackendError):
@@ -233,6 +247,13 @@ class LocalBackend:
             process = _slot_process(slot, gpus, self._slot_log(slot))
             with contextlib.suppress(OSError):
                 process.jobs.send_bytes(pickle.dumps(str(self._runner_path)))
+
+    def wait(self, handles: Sequence[LocalJobHandle]) -> None:
+        """Block until a running job's slot sends its return or dies, or for CHECK_INTERVAL_S, when job time
+        limits are checked."""
+        waiting = [handle.results for handle in handles if handle.pending]
+        if waiting:
+            connection_wait(waiting, CHECK_INTERVAL_S)
 
     def _path(self, name: str) -> Path:
         return Path(self._folder.replace("%j", name))

@@ -5,11 +5,13 @@ Each (backend, mode) case is a real ``-m`` sweep of hpo's ``conf/`` tree in its 
 the local backend or on the runpod backend against a local RunPod emulator, every trial running the
 calibrated waiting workload of ``hpo.bench.workload``. The figures:
 
-- ``wall_s``: the sweep's wall time in the driver, from Hydra's ``on_multirun_start`` to ``on_multirun_end``
-  (the MLflow store is created beforehand, as it exists for every sweep but a project's first);
-- ``efficiency``: time spent in tasks (as they recorded it) / (workers x ``wall_s``); ``span_efficiency``
-  divides by the span from the first task's start to the last one's end instead, leaving out the sweep's
-  one-off setup (``first_task_s``) and closing;
+- ``wall_s``: the wall time of the sweep's trials, from the first task's start to the last one's end;
+  ``efficiency``: time spent in tasks (as they recorded it) / (workers x ``wall_s``), the share of worker
+  time the sweeper kept busy;
+- ``sweep_s``: the whole sweep in the driver, from Hydra's ``on_multirun_start`` to ``on_multirun_end``,
+  which adds the one-off ``setup_s`` (starting workers, opening the study and the MLflow parent run) and
+  ``closing_s`` (final reports, model registration); ``sweep_efficiency`` divides by it instead (the MLflow
+  store is created beforehand, as it exists for every sweep but a project's first);
 - ``overhead_ms``: the driver's CPU time (every thread: ask, compose, submit, poll, tell, MLflow records)
   between the first task's start and the last task's end, per trial; the driver has nothing else to do
   then, so this is what dispatching costs it, without the one-off setup (``driver_cpu_s`` has the total);
@@ -172,15 +174,16 @@ def _cpu_at(samples: list[list[float]], when: float) -> float:
 
 def figures(case: Case, probe: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
     """The case's figures from the driver's probe and the tasks' events."""
-    wall_s = probe["end"] - probe["start"]
+    sweep_s = probe["end"] - probe["start"]
     task_times = [e["end"] - e["start"] for e in events]
     tasks_s = sum(task_times)
     completed = len({e["number"] for e in events})
-    steady_cpu = span_s = 0.0
+    first, last = probe["end"], probe["end"]
+    steady_cpu = 0.0
     if events:
         first, last = min(e["start"] for e in events), max(e["end"] for e in events)
         steady_cpu = _cpu_at(probe["samples"], last) - _cpu_at(probe["samples"], first)
-        span_s = last - first
+    wall_s = last - first
     return {
         "backend": case.backend,
         "mode": case.mode,
@@ -190,12 +193,13 @@ def figures(case: Case, probe: dict[str, Any], events: list[dict[str, Any]]) -> 
         "completed": completed,
         "median_s": case.median_s,
         "wall_s": round(wall_s, 3),
+        "efficiency": _share(tasks_s, case.workers * wall_s),
         "tasks_s": round(tasks_s, 3),
         "longest_task_s": round(max(task_times, default=0.0), 3),
-        "first_task_s": round(min((e["start"] for e in events), default=probe["end"]) - probe["start"], 3),
-        "efficiency": round(tasks_s / (case.workers * wall_s), 4) if wall_s > 0 else 0.0,
-        "span_s": round(span_s, 3),
-        "span_efficiency": round(tasks_s / (case.workers * span_s), 4) if span_s > 0 else 0.0,
+        "sweep_s": round(sweep_s, 3),
+        "setup_s": round(first - probe["start"], 3),
+        "closing_s": round(probe["end"] - last, 3),
+        "sweep_efficiency": _share(tasks_s, case.workers * sweep_s),
         "overhead_ms": round(1000 * steady_cpu / max(completed, 1), 2),
         "driver_cpu_s": round(probe["cpu_s"], 3),
         "driver_rss_mb": round(probe["peak_rss_mb"], 1),
@@ -203,24 +207,33 @@ def figures(case: Case, probe: dict[str, Any], events: list[dict[str, Any]]) -> 
     }
 
 
+def _share(part: float, whole: float) -> float:
+    return round(part / whole, 4) if whole > 0 else 0.0
+
+
 def describe(result: dict[str, Any]) -> str:
     """One line of figures for a human."""
     return (
         f"{result['backend']:<6} {result['mode']:<5} W={result['workers']} T={result['trials']}: "
-        f"wall {result['wall_s']:.1f} s, efficiency {result['efficiency']:.3f}, "
+        f"trials' wall {result['wall_s']:.1f} s, efficiency {result['efficiency']:.3f}, "
         f"driver overhead {result['overhead_ms']:.1f} ms/trial, "
         f"driver peak RSS {result['driver_rss_mb']:.0f} MB "
-        f"({result['completed']} trials done, {result['tasks_s']:.1f} s in tasks, "
-        f"first task after {result['first_task_s']:.1f} s, efficiency over the tasks' span "
-        f"{result['span_efficiency']:.3f})"
+        f"({result['completed']} trials done, {result['tasks_s']:.1f} s in tasks; whole sweep "
+        f"{result['sweep_s']:.1f} s = setup {result['setup_s']:.1f} s + trials + closing "
+        f"{result['closing_s']:.1f} s, efficiency {result['sweep_efficiency']:.3f})"
     )
 
 
 def speedups(results: list[dict[str, Any]]) -> list[str]:
-    """Per backend with both modes measured: how much faster async finished than batch."""
+    """Per backend with both modes measured: how much faster async ran the trials, and the whole sweep,
+    than batch."""
     lines = []
     for backend in BACKENDS:
-        walls = {r["mode"]: r["wall_s"] for r in results if r["backend"] == backend}
-        if {"async", "batch"} <= walls.keys() and walls["async"] > 0:
-            lines.append(f"{backend}: async {walls['batch'] / walls['async']:.2f}x faster than batch")
+        runs = {r["mode"]: r for r in results if r["backend"] == backend}
+        if {"async", "batch"} <= runs.keys() and runs["async"]["wall_s"] > 0:
+            fast, slow = runs["async"], runs["batch"]
+            lines.append(
+                f"{backend}: async {slow['wall_s'] / fast['wall_s']:.2f}x faster than batch "
+                f"(whole sweep {slow['sweep_s'] / fast['sweep_s']:.2f}x)"
+            )
     return lines

@@ -30,6 +30,8 @@ def assert_sane(result: dict[str, Any]) -> None:
     assert (result["workers"], result["trials"], result["completed"]) == (2, 4, 4)
     assert 0 < result["efficiency"] <= 1.05
     assert result["wall_s"] >= result["longest_task_s"] > 0
+    parts = result["setup_s"] + result["wall_s"] + result["closing_s"]
+    assert result["sweep_s"] == pytest.approx(parts, abs=0.01)
     assert result["overhead_ms"] > 0 and result["driver_rss_mb"] > 0
     assert not result["driver_imported_tensorflow"], "the driver never imports TensorFlow"
 
@@ -59,7 +61,8 @@ def test_task_times_are_lognormal_around_the_median_and_reproducible() -> None:
 
 
 def test_figures_from_probe_and_events() -> None:
-    """Two workers busy 9 s out of a 10 s sweep; the driver spent 0.2 CPU s while tasks ran."""
+    """Two workers busy during the 9 s the trials took, of a 10 s sweep; the driver spent 0.2 CPU s while
+    tasks ran."""
     probe = {
         "start": 100.0,
         "end": 110.0,
@@ -75,8 +78,9 @@ def test_figures_from_probe_and_events() -> None:
         {"number": 3, "start": 106.0, "end": 110.0},
     ]
     result = figures(Case("local", "async", 2, 4, 0, 2.0), probe, events)
-    assert result["wall_s"] == 10.0 and result["tasks_s"] == 18.0 and result["longest_task_s"] == 5.0
-    assert result["efficiency"] == pytest.approx(0.9)
-    assert result["span_s"] == 9.0 and result["span_efficiency"] == pytest.approx(1.0)
+    assert result["wall_s"] == 9.0 and result["tasks_s"] == 18.0 and result["longest_task_s"] == 5.0
+    assert result["efficiency"] == pytest.approx(1.0)
+    assert result["sweep_s"] == 10.0 and result["sweep_efficiency"] == pytest.approx(0.9)
+    assert result["setup_s"] == 1.0 and result["closing_s"] == 0.0
     assert result["overhead_ms"] == pytest.approx(50.0)
-    assert result["first_task_s"] == 1.0 and result["completed"] == 4 and result["driver_rss_mb"] == 200.0
+    assert result["completed"] == 4 and result["driver_rss_mb"] == 200.0

@@ -27,6 +27,7 @@ from optuna.distributions import UniformDistribution
 from optuna.trial import TrialState
 
 from hpo.cli import CONF_DIR
+from hpo.code_version import code_version
 from hpo.errors import HPOError
 from hpo.live import EVENTS_FILE, EventLog, SweepView
 from hpo.search_space import SearchSpace
@@ -268,3 +269,52 @@ def test_a_trial_that_finished_after_its_driver_died_is_not_run_again(
     assert [t.value for t in trials][0] == 0.75 and [t.state for t in trials] == [TrialState.COMPLETE] * 2
     assert [spec.num for spec in r.backend.submitted] == [1]
     assert client.get_run(run.info.run_id).data.tags[OPTUNA_STATE_TAG] == "COMPLETE"
+
+
+def test_the_next_trial_is_ready_before_a_slot_frees(rig: Callable[..., Rig]) -> None:
+    def task(spec: JobSpec, cancelled: threading.Event) -> float:
+        time.sleep(0.3)
+        return _lr(spec)
+
+    r = rig(task, n_trials=5, workers=2)
+    r.loop.run()
+    trials = r.study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5, "no trial asked beyond n_trials"
+    first_told = min(t.datetime_complete for t in trials[:2] if t.datetime_complete)
+    assert trials[2].datetime_start and trials[2].datetime_start < first_told, "asked while both slots ran"
+
+
+def test_a_trial_asked_ahead_is_run_after_an_interruption(
+    rig: Callable[..., Rig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    resumed = threading.Event()
+
+    def task(spec: JobSpec, cancelled: threading.Event) -> float:
+        if not resumed.is_set():
+            cancelled.wait(5)
+        return _lr(spec)
+
+    r = rig(task, n_trials=4, study=optuna.load_study(study_name="s", storage=storage))
+    with monkeypatch.context() as patch:
+        patch.setattr(r.loop.launcher, "wait", lambda: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            r.loop.run()
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.RUNNING] * 3, "two started, one asked ahead"
+    assert [spec.num for spec in r.backend.submitted] == [0, 1]
+
+    resumed.set()
+    rules = LoopRules(4, 1.0)
+    view, events = SweepView("objective", live=False), EventLog(r.sweep.sweep_dir)
+    TrialLoop(study, r.loop.launcher, r.loop.space, rules, r.sweep, view, events, StudyState.of(study)).run()
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert [spec.num for spec in r.backend.submitted] == [0, 1, 0, 1, 2, 3], "the same trials, then the last"
+
+
+def test_the_parent_run_names_the_code_version(rig: Callable[..., Rig]) -> None:
+    r = rig(lambda spec, cancelled: _lr(spec), n_trials=1)
+    tags = MlflowClient(r.sweep.tracking_uri).get_run(r.sweep.parent.run_id).data.tags
+    assert tags.get("hpo.code_version") == code_version(), "the checkout's commit, when there is one"
