@@ -10,37 +10,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import hydra
-from hydra.errors import HydraException, OverrideParseException
+from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from hpo import interrupts
 from hpo.app import run
 from hpo.errors import HPOError
+from hpo.failures import DEBUG_ENV, report_failure
 from hpo.schema import register_configs
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-DEBUG_ENV = "HPO_DEBUG"
 USER_ERRORS = (HPOError, HydraException, OmegaConfBaseException)
-_NOISE = (
-    "full_key:",
-    "object_type=",
-    "reference_type=",
-    "To append to your",
-    "Set the environment variable",
-    "Config search path:",
-    "provider=",
-)
-
-
-def _fold(text: str) -> str:
-    """One line from a multi-line message; lines after one ending in ':' become a comma-separated list."""
-    out, listing = "", False
-    for line in (ln.strip() for ln in text.splitlines()):
-        if not line or line.startswith(_NOISE):
-            continue
-        out = f"{out}{', ' if listing and not out.endswith(':') else ' '}{line}" if out else line
-        listing = listing or line.endswith(":")
-    return out
 
 
 class _DropHydraJobNotice:
@@ -56,20 +36,6 @@ class _DropHydraJobNotice:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
-
-
-def one_line(error: BaseException) -> str:
-    """Fold an exception and its causes into one line, dropping OmegaConf's key dumps."""
-    parts: list[str] = []
-    if isinstance(error, OverrideParseException):
-        parts.append(f"bad override '{error.override}':")
-    seen: BaseException | None = error
-    while seen is not None:
-        text = _fold(str(seen))
-        if text and text not in " ".join(parts):
-            parts.append(text)
-        seen = seen.__cause__
-    return " ".join(parts) or type(error).__name__
 
 
 def main() -> int:
@@ -95,15 +61,7 @@ def main() -> int:
     except Exception as exc:
         if debug:
             raise
-        message = one_line(exc)
-        if isinstance(exc, USER_ERRORS):
-            print(f"error: {message}", file=sys.stderr)
-            return 2
-        print(
-            f"error: unexpected {type(exc).__name__}: {message} (set {DEBUG_ENV}=1 for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+        return report_failure(exc, isinstance(exc, USER_ERRORS))
     finally:
         sys.stderr = stderr
     return 0

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from hpo.errors import HPOError
+from hpo.failures import DEBUG_ENV, report_failure
 from hpo.reports import REPORTS_DIR, ReportError, SweepReport
 from hpo.results import RESULTS_FILE
 
 if TYPE_CHECKING:
     import optuna
 
-DEBUG_ENV = "HPO_DEBUG"
 # Study user attributes that let a storage URL alone lead to the sweep's MLflow parent run.
 STUDY_ATTRS = ("hpo.tracking_uri", "hpo.parent_run_id", "hpo.objective")
 
@@ -67,15 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        if isinstance(exc, HPOError):
-            print(f"error: {message}", file=sys.stderr)
-            return 2
-        print(
-            f"error: unexpected {type(exc).__name__}: {message} (set {DEBUG_ENV}=1 for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+        return report_failure(exc, isinstance(exc, HPOError))
     print_summary(report, source, published, args.top)
     return 0
 

@@ -75,8 +75,9 @@ class SweepResults:
 
 
 def _params(overrides: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in json.loads(overrides or "[]"):
-        key, _, value = item.partition("=")
-        out[key] = yaml.safe_load(value) if value else None
-    return out
+    """The values of a trial's overrides, read as Hydra reads them (``lr=1e-05`` is a float, which YAML 1.1
+    would leave a string)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(json.loads(overrides or "[]"))
+    return {o.key_or_group: o.value() for o in parsed}

@@ -25,7 +25,7 @@ class HPOLauncherConf:
     _target_: str = "hydra_plugins.hpo_launchers.hpo_launcher.HPOLauncher"
     # jobs running at once
     workers: int = 2
-    # where jobs run: local (submitit subprocesses on this machine) or runpod (a serverless endpoint)
+    # where jobs run: local (worker processes on this machine) or runpod (a serverless endpoint)
     backend: str = "local"
     # a job running longer than this is stopped and reported as failed
     timeout_min: int = 60
@@ -33,7 +33,7 @@ class HPOLauncherConf:
     gpus_per_worker: int = 0
     # seconds between two checks of the running jobs
     poll_interval_s: float = 0.1
-    # where submitit keeps each job's pickles and logs (%j: the job id)
+    # where each job's pickled spec and log, and each local worker slot's log, are kept (%j: job or slot)
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
     # resubmissions of a trial lost to the infrastructure (runpod: worker lost, timed out, API unreachable)
     max_retries: int = 2

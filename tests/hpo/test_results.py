@@ -20,7 +20,7 @@ def test_best_and_counts_follow_the_direction(tmp_path: Path) -> None:
     trials = [
         _trial(0, "FINISHED", 0.5, model__filters=8),
         _trial(1, "FAILED", None),
-        _trial(2, "FINISHED", 0.9, model__filters=16, model__activation="relu"),
+        _trial(2, "FINISHED", 0.9, model__filters=16, model__activation="relu", trainer__learning_rate=1e-5),
     ]
     results = SweepResults("val_accuracy", "maximize", trials)
     assert results.best is trials[2]
@@ -28,7 +28,11 @@ def test_best_and_counts_follow_the_direction(tmp_path: Path) -> None:
     path = results.write(tmp_path, {"parent_run_id": "p"})
     written = yaml.safe_load(path.read_text())
     assert written["best_value"] == 0.9 and written["best_trial"] == 2
-    assert written["best_params"] == {"model.filters": 16, "model.activation": "relu"}
+    assert written["best_params"] == {
+        "model.filters": 16,
+        "model.activation": "relu",
+        "trainer.learning_rate": 1e-05,
+    }, "values read as Hydra reads them, 1e-05 a float"
     assert (written["n_trials"], written["n_completed"], written["n_failed"]) == (3, 2, 1)
     assert written["mlflow"] == {"parent_run_id": "p", "best_run_id": "run2"}
     assert "2 of 3 trials completed, 1 failed; best trial #2: val_accuracy=0.9000" in results.describe()

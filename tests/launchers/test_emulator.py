@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -305,12 +306,13 @@ def test_kill_worker_fault_fails_the_job_as_worker_lost(
 ) -> None:
     emulator.set_faults(kill_worker_jobs=1, kill_after_s=60)
     job = endpoint.run({"progress": 1, "wait_for": str(tmp_path / "never")})
-    wait_status(job, "IN_PROGRESS")
-    pid = worker_pid(emulator, job.job_id)
     status = wait_status(job)
     assert status["status"] == "FAILED" and status["error"].startswith("worker lost:")
     assert "SIGKILL" in status["error"] and status["workerId"] in status["error"]
-    assert_replaced(emulator, pid)
+    # the worker is killed as soon as it reports progress: its pid is known from the error, not beforehand
+    pid = re.search(r"\(pid (\d+)\)", status["error"])
+    assert pid, status["error"]
+    assert_replaced(emulator, int(pid.group(1)))
     assert wait_status(endpoint.run({"numbers": [1, 1]}))["output"]["sum"] == 2
 
 
