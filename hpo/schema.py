@@ -221,6 +221,9 @@ class RunPodConf:
     fallback: str = "fail"
     # seconds between two status polls of one job (shared across jobs to stay under RunPod's rate limits)
     poll_interval_s: float = 1.0
+    # trials waiting in the endpoint's queue beyond launcher.workers, so a worker that finishes starts its
+    # next trial at once rather than after the driver's next poll; null: one per 4 workers
+    queue_ahead: int | None = None
 
     def __post_init__(self) -> None:
         _require(
@@ -228,6 +231,12 @@ class RunPodConf:
         )
         _require(
             self.poll_interval_s > 0, "launcher.runpod.poll_interval_s", "positive", self.poll_interval_s
+        )
+        _require(
+            self.queue_ahead is None or self.queue_ahead >= 0,
+            "launcher.runpod.queue_ahead",
+            "null or at least 0",
+            self.queue_ahead,
         )
 
 

@@ -18,6 +18,8 @@ class RunPodLauncherConf:
     fallback: str = "fail"
     # seconds between two status polls of one job
     poll_interval_s: float = 1.0
+    # jobs kept waiting in the endpoint's queue beyond workers (None: one per 4 workers)
+    queue_ahead: Optional[int] = None  # noqa: UP045
 
 
 @dataclass

@@ -48,15 +48,15 @@ class Job:
 
 
 class InFlight:
-    """The jobs running on one backend, never more than ``workers``, each holding its own worker slot.
+    """The jobs in flight on one backend, never more than ``slots``, each holding its own slot.
 
     The blocking ``run_jobs`` and the asynchronous sweeper both keep their jobs here.
     """
 
-    def __init__(self, backend: Backend, workers: int, poll_interval_s: float) -> None:
+    def __init__(self, backend: Backend, slots: int, poll_interval_s: float) -> None:
         self.backend = backend
         self.poll_interval_s = poll_interval_s
-        self._free = list(range(workers))
+        self._free = list(range(slots))
         self._running: dict[int, Job] = {}
 
     @property

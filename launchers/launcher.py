@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,7 +77,10 @@ class HPOLauncher(Launcher):
         if "mode" in self.config.hydra.sweep:
             os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
         log.info(f"hpo launcher ({self.params['backend']}, {workers} workers): {sweep_dir}")
-        self._flight = InFlight(backend or self._backend(), workers, float(self.params["poll_interval_s"]))
+        backend = backend or self._backend()
+        # a backend with a queue of its own keeps some jobs waiting there, ready for the next free worker
+        slots = workers + int(getattr(backend, "queue_ahead", 0))
+        self._flight = InFlight(backend, slots, float(self.params["poll_interval_s"]))
         return self._flight
 
     @property
@@ -198,4 +202,7 @@ class HPOLauncher(Launcher):
             timeout_s=timeout_min * 60.0,
             price_per_hour=float(self.params["price_per_hour"]),
         )
-        return RunPodBackend(RunPodSettings.from_launcher(runpod), policy)
+        queue_ahead = runpod.get("queue_ahead")
+        if queue_ahead is None:
+            queue_ahead = math.ceil(int(self.params["workers"]) / 4)
+        return RunPodBackend(RunPodSettings.from_launcher(runpod), policy, int(queue_ahead))

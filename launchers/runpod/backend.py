@@ -58,11 +58,17 @@ class RunPodSettings:
 
 
 class RunPodBackend:
-    """Submits trials to one endpoint and hands back non-blocking job handles."""
+    """Submits trials to one endpoint and hands back non-blocking job handles.
 
-    def __init__(self, settings: RunPodSettings, policy: JobPolicy) -> None:
+    ``queue_ahead`` jobs more than the sweep's workers are kept on the endpoint, where they wait in its
+    queue: a worker that finishes takes the next trial at once instead of idling until the driver has
+    polled its job's end and submitted another.
+    """
+
+    def __init__(self, settings: RunPodSettings, policy: JobPolicy, queue_ahead: int = 0) -> None:
         self.client = EndpointClient(settings.endpoint_id, settings.api_key, settings.api_base)
         self.policy = policy
+        self.queue_ahead = queue_ahead
         self.health = self._check_health()
 
     def _check_health(self) -> dict[str, Any]:

@@ -206,9 +206,11 @@ def test_ctrl_c_cancels_every_job_on_the_endpoint(tmp_path: Path, emulator: Emul
         text=True,
     )
     deadline = time.monotonic() + 240
-    while emulator.health()["jobs"]["inProgress"] < 2 and time.monotonic() < deadline:
+    jobs = emulator.health()["jobs"]
+    while (jobs["inProgress"], jobs["inQueue"]) < (2, 1) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert emulator.health()["jobs"]["inProgress"] == 2, "both workers took a job"
+        jobs = emulator.health()["jobs"]
+    assert (jobs["inProgress"], jobs["inQueue"]) == (2, 1), "both workers busy, the next trial queued ahead"
     driver.send_signal(signal.SIGINT)
     output, _ = driver.communicate(timeout=120)
     assert driver.returncode == 130, output[-3000:]
