@@ -15,16 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra._internal.callbacks import Callbacks
-from hydra._internal.hydra import Hydra
-from hydra._internal.utils import create_config_search_path
-from hydra.core.hydra_config import HydraConfig
-from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.types import HydraContext, RunMode, TaskFunction
+from hydra.types import TaskFunction
 from omegaconf import DictConfig
 
 from hpo.errors import BackendError
+from tests.launchers.hpo_launcher import make_launcher
 
 pytestmark = pytest.mark.slow
 
@@ -38,23 +34,7 @@ def launch(tmp_path: Path, hydra_restore_singletons: Any) -> Callable[..., Seque
     def run(
         task: TaskFunction, jobs: list[list[str]], workers: int, gpus_per_worker: int = 0
     ) -> Sequence[JobReturn]:
-        hydra = Hydra.create_main_hydra2(task_name="test", config_search_path=create_config_search_path(None))
-        cfg = hydra.compose_config(
-            config_name=None,
-            overrides=[
-                "hydra/launcher=hpo",
-                f"hydra.launcher.workers={workers}",
-                f"hydra.launcher.gpus_per_worker={gpus_per_worker}",
-                f"hydra.sweep.dir={tmp_path / 'sweep'}",
-            ],
-            run_mode=RunMode.MULTIRUN,
-            with_log_configuration=False,
-        )
-        HydraConfig.instance().set_config(cfg)
-        context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(cfg))
-        launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=context, task_function=task, config=cfg
-        )
+        launcher = make_launcher(task, tmp_path / "sweep", workers, gpus_per_worker)
         return launcher.launch(jobs, initial_job_idx=0)
 
     return run

@@ -10,17 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra._internal.callbacks import Callbacks
-from hydra._internal.hydra import Hydra
-from hydra._internal.utils import create_config_search_path
-from hydra.core.hydra_config import HydraConfig
-from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
-from hydra.types import HydraContext, RunMode, TaskFunction
+from hydra.types import TaskFunction
 from omegaconf import DictConfig
 
 from launchers.dispatch import InFlight, Job
 from launchers.launcher import HPOLauncher
+from tests.launchers import hpo_launcher
 
 pytestmark = pytest.mark.slow
 
@@ -30,24 +26,7 @@ MakeLauncher = Callable[[TaskFunction, int], HPOLauncher]
 @pytest.fixture
 def make_launcher(tmp_path: Path, hydra_restore_singletons: Any) -> MakeLauncher:
     def make(task: TaskFunction, workers: int) -> HPOLauncher:
-        hydra = Hydra.create_main_hydra2(task_name="test", config_search_path=create_config_search_path(None))
-        cfg = hydra.compose_config(
-            config_name=None,
-            overrides=[
-                "hydra/launcher=hpo",
-                f"hydra.launcher.workers={workers}",
-                f"hydra.sweep.dir={tmp_path}",
-            ],
-            run_mode=RunMode.MULTIRUN,
-            with_log_configuration=False,
-        )
-        HydraConfig.instance().set_config(cfg)
-        context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(cfg))
-        launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=context, task_function=task, config=cfg
-        )
-        assert isinstance(launcher, HPOLauncher)
-        return launcher
+        return hpo_launcher.make_launcher(task, tmp_path, workers)
 
     return make
 
