@@ -8,7 +8,7 @@ protocol version fails the job at once instead of being silently ignored.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -61,8 +61,7 @@ class TrialPayload:
 
     def to_json(self) -> dict[str, Any]:
         """The payload as the JSON object sent to the endpoint."""
-        out = OmegaConf.to_container(OmegaConf.structured(self), resolve=True)
-        assert isinstance(out, dict)
+        out = asdict(self)
         size = len(json.dumps(out).encode())
         if size > MAX_PAYLOAD_BYTES:
             raise PayloadError(f"trial payload is {size} bytes, over RunPod's {MAX_PAYLOAD_BYTES}-byte limit")

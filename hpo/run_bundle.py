@@ -53,7 +53,8 @@ def replay_run(bundle: dict[str, Any], client: MlflowClient, run_id: str) -> Non
     """Log a packed run into the (open) run ``run_id`` of ``client``'s store, leaving its status as is."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    params = [Param(k, v) for k, v in bundle["params"].items() if k not in client.get_run(run_id).data.params]
+    run = client.get_run(run_id)
+    params = [Param(k, v) for k, v in bundle["params"].items() if k not in run.data.params]
     tags = [RunTag(k, v) for k, v in bundle["tags"].items()]
     metrics = [Metric(k, v, ts, step) for k, points in bundle["metrics"].items() for step, ts, v in points]
     for i in range(0, len(metrics), 1000):
@@ -68,7 +69,7 @@ def replay_run(bundle: dict[str, Any], client: MlflowClient, run_id: str) -> Non
                 for d in bundle["datasets"]
             ],
         )
-    experiment_id = client.get_run(run_id).info.experiment_id
+    experiment_id = run.info.experiment_id
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(fileobj=io.BytesIO(base64.b64decode(bundle["artifacts"])), mode="r:gz") as tar:
             tar.extractall(tmp, filter="data")

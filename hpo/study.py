@@ -86,14 +86,24 @@ def open_study(name: str, storage: str, sampler: Any, directions: list[str]) -> 
     import optuna
     from optuna.study import StudyDirection
 
+    from hpo.study_storage import DriverStorage
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     wrong = [d for d in directions if d.upper() not in StudyDirection.__members__]
     if wrong:
         raise ConfigError(f"hydra.sweeper.direction must be maximize or minimize, got {wrong[0]!r}")
     try:
+        driver_storage = DriverStorage(storage)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"cannot open the Optuna storage {public_url(storage)}: {reason} (hydra.sweeper.storage takes a "
+            "database URL such as sqlite:///optuna.db)"
+        ) from None
+    try:
         return optuna.create_study(
             study_name=name,
-            storage=storage,
+            storage=driver_storage,
             sampler=sampler,
             directions=[StudyDirection[d.upper()] for d in directions],
             load_if_exists=True,

@@ -79,9 +79,13 @@ class Sweep:
     def results_path(self) -> Path:
         return self.sweep_dir / RESULTS_FILE
 
-    def trial_done(self, number: int, state: str) -> None:
-        """Record on trial ``number``'s run the state the study was told."""
-        self.parent.tag_trial(number, {OPTUNA_STATE_TAG: state})
+    def trial_done(self, number: int, state: str, run_id: str | None = None) -> None:
+        """Record on trial ``number``'s run (``run_id`` when the driver knows it, else every run found for
+        the trial) the state the study was told."""
+        if run_id is None:
+            self.parent.tag_trial(number, {OPTUNA_STATE_TAG: state})
+        else:
+            self.parent.client.set_tag(run_id, OPTUNA_STATE_TAG, state)
 
     def sync_states(self, study: optuna.Study) -> None:
         """Tag the runs of trials told to ``study`` whose tag an earlier driver, killed, did not set."""

@@ -121,8 +121,8 @@ class TrialLoop:
         ]
         self.durations: list[float] = []
         self.trials: dict[int, optuna.Trial] = {}
-        # trials told to the study whose runs are not tagged yet
-        self.told: list[tuple[int, str]] = []
+        # trials told to the study whose runs are not tagged yet: number, state, run id if the job knows it
+        self.told: list[tuple[int, str, str | None]] = []
         self.job_ids: set[int] = set()
         self.first_failure: str | None = None
         self.over_budget = False
@@ -253,14 +253,14 @@ class TrialLoop:
             self._tell_study(trial, None, TrialState.FAIL)
             self.failed += 1
             self.first_failure = self.first_failure or f"trial #{job.num}: {error}"
-        self.told.append((job.num, "COMPLETE" if values is not None else "FAIL"))
+        self.told.append((job.num, "COMPLETE" if values is not None else "FAIL", job.info("run_id")))
         self._check_failure_rate()
 
     def _record(self) -> None:
         """Tag the told trials' runs, call the per-trial hook and show the progress."""
         while self.told:
-            number, state = self.told.pop(0)
-            self.sweep.trial_done(number, state)
+            number, state, run_id = self.told.pop(0)
+            self.sweep.trial_done(number, state, run_id)
             self.sweep.trial_finished(self.study)
             self.view.trial_finished(self.snapshot())
 

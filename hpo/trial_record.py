@@ -8,10 +8,12 @@ trial is closed as KILLED or FAILED rather than missing.
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from mlflow.entities import Param, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from hpo.run_bundle import replay_run
@@ -22,7 +24,7 @@ class TrialRecord:
     """One trial's child run, written by the driver."""
 
     def __init__(self, tracking_uri: str, run_id: str) -> None:
-        self.client = MlflowClient(tracking_uri)
+        self.client = _client(tracking_uri)
         self.run_id = run_id
 
     @classmethod
@@ -36,8 +38,8 @@ class TrialRecord:
         tags: Mapping[str, str],
     ) -> TrialRecord:
         """Create the trial's child run (RUNNING) with its params and tags."""
-        client = MlflowClient(tracking_uri)
-        experiment_id = trial_experiment_id(client, tracking_uri, experiment_name, parent_run_id)
+        client = _client(tracking_uri)
+        experiment_id = _experiment_id(tracking_uri, experiment_name, parent_run_id)
         all_tags = {**tags, **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
         run_id = client.create_run(experiment_id, run_name=run_name, tags=dict(all_tags)).info.run_id
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
@@ -48,15 +50,33 @@ class TrialRecord:
     def tag(self, tags: Mapping[str, Any]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
-    def complete(self, bundle: dict[str, Any] | None, metrics: Mapping[str, float]) -> None:
-        """Replay the worker's run (if it shipped one), add the driver's metrics and end FINISHED."""
+    def complete(
+        self, bundle: dict[str, Any] | None, metrics: Mapping[str, float], tags: Mapping[str, Any]
+    ) -> None:
+        """Replay the worker's run (if it shipped one), add the driver's metrics and tags, end it FINISHED."""
         if bundle is not None:
             replay_run(bundle, self.client, self.run_id)
-        for key, value in metrics.items():
-            self.client.log_metric(self.run_id, key, float(value))
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def end(self, status: str, error: str) -> None:
         """End the run as FAILED or KILLED, with the reason in the ``hpo.error`` tag."""
         self.client.set_tag(self.run_id, "hpo.error", error[:5000])
         self.client.set_terminated(self.run_id, status)
+
+
+@functools.lru_cache(maxsize=16)
+def _experiment_id(tracking_uri: str, experiment_name: str, parent_run_id: str | None) -> str:
+    """The experiment of a sweep's trial runs, looked up once per sweep rather than once per trial."""
+    return trial_experiment_id(_client(tracking_uri), tracking_uri, experiment_name, parent_run_id)
+
+
+@functools.lru_cache(maxsize=16)
+def _client(tracking_uri: str) -> MlflowClient:
+    """One client per store for every trial record of the sweep."""
+    return MlflowClient(tracking_uri)

@@ -42,8 +42,8 @@ class Job:
         return self.handle.done()
 
     def info(self, name: str) -> Any:
-        """What the handle reports under ``name`` (``progress``, ``job_id``, ``cost_usd``, ``retries``), if it
-        reports it at all."""
+        """What the handle reports under ``name`` (``progress``, ``job_id``, ``run_id``, ``cost_usd``,
+        ``retries``), if it reports it at all."""
         return getattr(self.handle, name, None)
 
 

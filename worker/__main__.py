@@ -13,9 +13,10 @@ def main() -> None:
     import runpod
 
     from worker.handler import handle
+    from worker.serverless import in_thread
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    runpod.serverless.start({"handler": handle})
+    runpod.serverless.start({"handler": in_thread(handle)})
 
 
 if __name__ == "__main__":

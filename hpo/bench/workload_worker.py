@@ -8,8 +8,9 @@ def main() -> None:
 
     import hpo.payload  # noqa: F401  (the handler's import, done before the first job as a worker image does)
     from hpo.bench.workload import handle
+    from worker.serverless import in_thread
 
-    runpod.serverless.start({"handler": handle})
+    runpod.serverless.start({"handler": in_thread(handle)})
 
 
 if __name__ == "__main__":

@@ -109,6 +109,11 @@ class RunPodJobHandle:
             self._fail(str(exc))
         return self._outcome is not None
 
+    @property
+    def run_id(self) -> str:
+        """The trial's MLflow run, which the driver opened."""
+        return self.record.run_id
+
     def result(self) -> JobReturn:
         assert self._outcome is not None
         if isinstance(self._outcome, HPOError):
@@ -164,8 +169,7 @@ class RunPodJobHandle:
         if warning := output.get("device_warning"):
             log.warning(f"#{self.spec.num} on worker {output.get('worker_id')}: {warning}")
         self._write_result(output)
-        self.record.tag(self._tags(status))
-        self.record.complete(output.get("run"), {"cost_usd": self.cost_usd})
+        self.record.complete(output.get("run"), {"cost_usd": self.cost_usd}, self._tags(status))
         ret = JobReturn(
             overrides=self.spec.overrides,
             cfg=self.spec.config,
