@@ -11,6 +11,7 @@ each override string is parsed once: the fixed ones recur in every trial.
 from __future__ import annotations
 
 import pickle
+from collections import OrderedDict
 from typing import Any
 
 import cloudpickle
@@ -18,6 +19,8 @@ from hydra._internal.config_loader_impl import get_overrides_dirname
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+PARSED_KEPT = 1024
 
 
 class JobComposer:
@@ -28,7 +31,8 @@ class JobComposer:
         self._master = master_config
         self._parser = OverridesParser.create()
         self._templates: dict[tuple[tuple[str, ...], tuple[str, ...]], bytes] = {}
-        self._parsed: dict[str, Override] = {}
+        # the most recent parses: fixed overrides recur in every trial, sampled values rarely
+        self._parsed: OrderedDict[str, Override] = OrderedDict()
         self._groups: dict[str, bool] = {}
 
     def compose(self, overrides: list[str]) -> DictConfig:
@@ -66,6 +70,10 @@ class JobComposer:
         if override is None:
             (override,) = self._parser.parse_overrides([line])
             self._parsed[line] = override
+            if len(self._parsed) > PARSED_KEPT:
+                self._parsed.popitem(last=False)
+        else:
+            self._parsed.move_to_end(line)
         return override
 
     def _is_group(self, override: Override) -> bool:

@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 class HPOLauncher(Launcher):
     """Runs a sweep's jobs, up to ``workers`` at once, on the configured backend.
 
-    Two ways in: Hydra's blocking ``launch`` (a batch at a time), and the non-blocking ``submit`` /
-    ``finished`` / ``collect`` / ``cancel_all`` that hpo's asynchronous sweeper uses. Both share one backend
-    and one set of worker slots for the whole sweep.
+    Two ways in: Hydra's blocking ``launch`` (a batch at a time), and the non-blocking ``prepare`` /
+    ``start`` / ``finished`` / ``collect`` / ``cancel_all`` that hpo's asynchronous sweeper uses. Both share
+    one backend and one set of worker slots for the whole sweep.
     """
 
     def __init__(self, **params: Any) -> None:
@@ -96,21 +96,6 @@ class HPOLauncher(Launcher):
     def running(self) -> list[Job]:
         return self.open().running
 
-    def submit(
-        self,
-        overrides: Sequence[str],
-        num: int,
-        best_so_far: float | None = None,
-        run_id: str | None = None,
-        job_id: str | None = None,
-    ) -> Job:
-        """Compose job ``num``'s config and start it in a free slot; returns at once.
-
-        ``run_id`` names an MLflow run the job continues; ``job_id`` a job an earlier driver submitted, which
-        a backend that can ``attach`` follows instead of starting a new one.
-        """
-        return self.start(self.prepare(overrides, num), best_so_far, run_id, job_id)
-
     def start(
         self,
         spec: JobSpec,
@@ -118,7 +103,11 @@ class HPOLauncher(Launcher):
         run_id: str | None = None,
         job_id: str | None = None,
     ) -> Job:
-        """Start the prepared ``spec`` in a free slot, as ``submit`` does; returns at once."""
+        """Start the prepared ``spec`` (see ``prepare``) in a free slot; returns at once.
+
+        ``run_id`` names an MLflow run the job continues; ``job_id`` a job an earlier driver submitted, which
+        a backend that can ``attach`` follows instead of starting a new one.
+        """
         spec.best_so_far, spec.run_id = best_so_far, run_id
         return self.open().start(spec, (job_id, run_id) if job_id else None)
 
@@ -140,7 +129,7 @@ class HPOLauncher(Launcher):
         self.open().wait()
 
     def prepare(self, overrides: Sequence[str], num: int) -> JobSpec:
-        """Job ``num``'s config composed, ready to ``start`` (ahead of a free slot, or within ``submit``)."""
+        """Job ``num``'s config composed, ready to ``start`` (ahead of a free slot, or just before)."""
         assert self.config is not None and self.hydra_context is not None
         if self._composer is None:
             self._composer = JobComposer(self.hydra_context.config_loader, self.config)

@@ -15,7 +15,10 @@ calibrated waiting workload of ``hpo.bench.workload``. The figures:
 - ``overhead_ms``: the driver's CPU time (every thread: ask, compose, submit, poll, tell, MLflow records)
   between the first task's start and the last task's end, per trial; the driver has nothing else to do
   then, so this is what dispatching costs it, without the one-off setup (``driver_cpu_s`` has the total);
-- ``driver_rss_mb``: the driver process's peak resident set size.
+- ``driver_rss_mb``: the driver process's peak resident set size;
+- ``handoff_ms``: how long a worker waits, on average, between the end of one task and the start of its
+  next (tasks of one worker process, as the events record them): what dispatching costs the workers,
+  apart from the wait for the last task at the end of the sweep, which no sweeper can avoid.
 
 Every process runs with Python's bytecode cache on (in a directory of its own when the environment turns
 it off, as ``PYTHONDONTWRITEBYTECODE`` does), warmed before the first sweep, as in a usual install:
@@ -25,6 +28,7 @@ compiling mlflow and optuna from source at each start would be timed as setup ot
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -203,8 +207,22 @@ def figures(case: Case, probe: dict[str, Any], events: list[dict[str, Any]]) -> 
         "overhead_ms": round(1000 * steady_cpu / max(completed, 1), 2),
         "driver_cpu_s": round(probe["cpu_s"], 3),
         "driver_rss_mb": round(probe["peak_rss_mb"], 1),
+        "handoff_ms": _handoff_ms(events),
         "driver_imported_tensorflow": probe["tensorflow_imported"],
     }
+
+
+def _handoff_ms(events: list[dict[str, Any]]) -> float | None:
+    """The mean wait between consecutive tasks of one worker process, if any worker ran two."""
+    by_worker: dict[Any, list[dict[str, Any]]] = {}
+    for event in events:
+        by_worker.setdefault(event.get("pid"), []).append(event)
+    waits = [
+        b["start"] - a["end"]
+        for tasks in by_worker.values()
+        for a, b in itertools.pairwise(sorted(tasks, key=lambda e: e["start"]))
+    ]
+    return round(1000 * sum(waits) / len(waits), 1) if waits else None
 
 
 def _share(part: float, whole: float) -> float:
@@ -217,6 +235,7 @@ def describe(result: dict[str, Any]) -> str:
         f"{result['backend']:<6} {result['mode']:<5} W={result['workers']} T={result['trials']}: "
         f"trials' wall {result['wall_s']:.1f} s, efficiency {result['efficiency']:.3f}, "
         f"driver overhead {result['overhead_ms']:.1f} ms/trial, "
+        f"{result['handoff_ms'] or 0:.0f} ms between a worker's tasks, "
         f"driver peak RSS {result['driver_rss_mb']:.0f} MB "
         f"({result['completed']} trials done, {result['tasks_s']:.1f} s in tasks; whole sweep "
         f"{result['sweep_s']:.1f} s = setup {result['setup_s']:.1f} s + trials + closing "

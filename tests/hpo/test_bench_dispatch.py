@@ -33,6 +33,7 @@ def assert_sane(result: dict[str, Any]) -> None:
     parts = result["setup_s"] + result["wall_s"] + result["closing_s"]
     assert result["sweep_s"] == pytest.approx(parts, abs=0.01)
     assert result["overhead_ms"] > 0 and result["driver_rss_mb"] > 0
+    assert result["handoff_ms"] is not None and result["handoff_ms"] >= 0
     assert not result["driver_imported_tensorflow"], "the driver never imports TensorFlow"
 
 
@@ -84,3 +85,24 @@ def test_figures_from_probe_and_events() -> None:
     assert result["setup_s"] == 1.0 and result["closing_s"] == 0.0
     assert result["overhead_ms"] == pytest.approx(50.0)
     assert result["completed"] == 4 and result["driver_rss_mb"] == 200.0
+
+
+def test_handoff_is_the_mean_wait_between_tasks_of_one_worker() -> None:
+    probe = {
+        "start": 0.0,
+        "end": 10.0,
+        "cpu_s": 1.0,
+        "samples": [[0.0, 0.0], [10.0, 1.0]],
+        "peak_rss_mb": 1.0,
+        "tensorflow_imported": False,
+    }
+    events = [
+        {"number": 0, "start": 1.0, "end": 3.0, "pid": 7},
+        {"number": 1, "start": 1.0, "end": 2.0, "pid": 8},
+        {"number": 2, "start": 3.1, "end": 5.0, "pid": 7},
+        {"number": 3, "start": 2.3, "end": 6.0, "pid": 8},
+        {"number": 4, "start": 5.2, "end": 6.0, "pid": 7},
+    ]
+    result = figures(Case("runpod", "async", 2, 5, 0, 2.0), probe, events)
+    assert result["handoff_ms"] == pytest.approx((100 + 300 + 200) / 3, abs=0.1)
+    assert figures(Case("local", "async", 2, 1, 0, 2.0), probe, events[:1])["handoff_ms"] is None

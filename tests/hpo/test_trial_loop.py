@@ -318,3 +318,23 @@ def test_the_parent_run_names_the_code_version(rig: Callable[..., Rig]) -> None:
     r = rig(lambda spec, cancelled: _lr(spec), n_trials=1)
     tags = MlflowClient(r.sweep.tracking_uri).get_run(r.sweep.parent.run_id).data.tags
     assert tags.get("hpo.code_version") == code_version(), "the checkout's commit, when there is one"
+
+
+def test_the_run_a_job_names_is_tagged_with_its_state(rig: Callable[..., Rig], tracking_uri: str) -> None:
+    r = rig(lambda spec, cancelled: _lr(spec), n_trials=1, workers=1)
+    client = MlflowClient(tracking_uri)
+    tags = {"mlflow.parentRunId": r.sweep.parent.run_id, "hpo.trial_number": "0"}
+    own = client.create_run(r.sweep.parent.experiment_id, tags=tags).info.run_id
+    stray = client.create_run(r.sweep.parent.experiment_id, tags=tags).info.run_id
+    submit = r.backend.submit
+
+    def submit_naming_its_run(spec: JobSpec, slot: int) -> Any:
+        handle = submit(spec, slot)
+        handle.run_id = own
+        return handle
+
+    r.backend.submit = submit_naming_its_run  # type: ignore[method-assign]
+    r.loop.run()
+    assert client.get_run(own).data.tags[OPTUNA_STATE_TAG] == "COMPLETE"
+    assert OPTUNA_STATE_TAG not in client.get_run(stray).data.tags, "no search: the job named its run"
+

@@ -46,3 +46,17 @@ def test_copied_configs_equal_full_compositions(hydra_app: Any, trials: list[lis
         assert fast == full
         key, value = overrides[-1].split("=")
         assert str(OmegaConf.select(OmegaConf.create(fast), key)) == value
+
+
+def test_a_long_sweep_keeps_a_bounded_number_of_parsed_overrides(
+    hydra_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("launchers.compose.PARSED_KEPT", 8)
+    master = hydra_app.compose_config("config", [], run_mode=RunMode.MULTIRUN)
+    composer = JobComposer(hydra_app.config_loader, master)
+    for i in range(20):
+        config = composer.compose([f"trainer.learning_rate={0.001 * (i + 1)}", "trainer.max_epochs=3"])
+        assert config.trainer.learning_rate == pytest.approx(0.001 * (i + 1))
+        assert config.trainer.max_epochs == 3
+    assert len(composer._parsed) == 8
+    assert "trainer.max_epochs=3" in composer._parsed, "an override every trial carries stays parsed"

@@ -68,7 +68,7 @@ def test_a_cancelled_job_stops_and_its_slot_takes_the_next_job(
 
     launcher = make_launcher(task, 1)
     flight = launcher.open()
-    job = launcher.submit(["+x=1"], 0)
+    job = launcher.start(launcher.prepare(["+x=1"], 0))
     deadline = time.monotonic() + 30
     while not (tmp_path / "started").exists():
         assert time.monotonic() < deadline
@@ -92,7 +92,7 @@ def test_a_job_past_its_time_limit_is_stopped_and_failed(make_launcher: MakeLaun
     launcher = make_launcher(task, 1)
     flight = launcher.open()
     flight.backend._timeout_s = 1.0  # type: ignore[attr-defined]  (the config's minimum is a minute)
-    job = launcher.submit(["+x=1"], 0)
+    job = launcher.start(launcher.prepare(["+x=1"], 0))
     wait_done(flight, job)
     with pytest.raises(Exception, match=r"job #0 stopped without a result \(timed out after"):
         _ = launcher.collect(job).return_value
