@@ -46,7 +46,7 @@ def main() -> int:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     register_configs()
     # SIGTERM takes the same path as Ctrl-C: running trials are cancelled and recorded, nothing is orphaned.
-    interrupts.stop_on(signal.SIGTERM)
+    interrupts.stop_on(signal.SIGTERM, signal.SIGINT)
     app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(run)
     stderr, sys.stderr = sys.stderr, _DropHydraJobNotice(sys.stderr)  # type: ignore[assignment]
     try:

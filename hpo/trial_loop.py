@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from hydra.core.utils import JobReturn, JobStatus
 
+from hpo import interrupts
 from hpo.errors import HPOError
 from hpo.live import EventLog, Snapshot, SweepView, TrialView
 from hpo.study import COST_ATTR, ERROR_ATTR, JOB_ID_ATTR, StudyState
@@ -129,9 +130,18 @@ class TrialLoop:
         self.ready: ReadyTrial | None = None
 
     def run(self) -> None:
-        """Run trials until the study is complete; on any interruption cancel the running ones first."""
+        """Run trials until the study is complete; on any interruption cancel the running ones first.
+
+        A signal takes effect while the loop waits or between two of its steps, so a trial is never left
+        half-told to the study or its MLflow run half-written (see ``hpo.interrupts``).
+        """
+        with interrupts.deferred():
+            self._loop()
+
+    def _loop(self) -> None:
         try:
             while True:
+                interrupts.check()
                 stopped = [self._collect(job) for job in self.launcher.finished()]
                 if stopped and self.ready is not None:
                     # the trial composed ahead takes a freed slot before the study is told anything

@@ -10,6 +10,7 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 
+from hpo import interrupts
 from hpo.errors import HPOError
 from launchers.backend import Backend, JobHandle
 from launchers.job import JobSpec, failed_return
@@ -118,29 +119,33 @@ class InFlight:
     def wait(self) -> None:
         """Sleep one poll interval, or, where the backend can tell, until a running job stops."""
         until_stopped = getattr(self.backend, "wait", None)
-        if until_stopped is not None and self._running:
-            until_stopped([job.handle for job in self._running.values()])
-        else:
-            time.sleep(self.poll_interval_s)
+        with interrupts.interruptible():
+            if until_stopped is not None and self._running:
+                until_stopped([job.handle for job in self._running.values()])
+            else:
+                time.sleep(self.poll_interval_s)
 
 
 def run_jobs(flight: InFlight, specs: Sequence[JobSpec]) -> list[JobReturn]:
     """Run every job, never more than ``workers`` at once, starting the next as soon as one ends.
 
-    On any interruption (Ctrl-C included) the jobs still running are cancelled before it propagates.
+    On any interruption (Ctrl-C included) the jobs still running are cancelled before it propagates; a
+    signal takes effect between two steps, never half-way through starting or collecting a job.
     """
     pending = deque(specs)
     returns: dict[int, JobReturn] = {}
-    try:
-        while pending or flight.running:
-            while pending and flight.free_slots:
-                flight.start(pending.popleft())
-            finished = flight.finished()
-            for job in finished:
-                returns[job.num] = flight.collect(job)
-            if not finished:
-                flight.wait()
-    except BaseException:
-        flight.cancel_all()
-        raise
+    with interrupts.deferred():
+        try:
+            while pending or flight.running:
+                interrupts.check()
+                while pending and flight.free_slots:
+                    flight.start(pending.popleft())
+                finished = flight.finished()
+                for job in finished:
+                    returns[job.num] = flight.collect(job)
+                if not finished:
+                    flight.wait()
+        except BaseException:
+            flight.cancel_all()
+            raise
     return [returns[spec.num] for spec in specs]

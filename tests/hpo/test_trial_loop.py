@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import UniformDistribution
 from optuna.trial import TrialState
 
+from hpo import interrupts
 from hpo.cli import CONF_DIR
 from hpo.code_version import code_version
 from hpo.errors import HPOError
@@ -338,3 +341,33 @@ def test_the_run_a_job_names_is_tagged_with_its_state(rig: Callable[..., Rig], t
     assert client.get_run(own).data.tags[OPTUNA_STATE_TAG] == "COMPLETE"
     assert OPTUNA_STATE_TAG not in client.get_run(stray).data.tags, "no search: the job named its run"
 
+
+def test_ctrl_c_while_a_result_is_recorded_stops_the_loop_after_the_record(
+    rig: Callable[..., Rig], tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def task(spec: JobSpec, cancelled: threading.Event) -> float:
+        if spec.num:
+            cancelled.wait(30)
+        return _lr(spec)
+
+    r = rig(task, n_trials=4)
+    monkeypatch.setattr(interrupts, "_received", [])
+    before = signal.getsignal(signal.SIGINT)
+    interrupts.stop_on(signal.SIGINT)
+    trial_done = r.sweep.trial_done
+    recorded = []
+
+    def ctrl_c_midway(number: int, state: str, run_id: str | None = None) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        trial_done(number, state, run_id)
+        recorded.append(number)
+
+    monkeypatch.setattr(r.sweep, "trial_done", ctrl_c_midway)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            r.loop.run()
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert recorded == [0], "the record under way when the signal came was finished"
+    assert [t.state for t in r.study.trials][:2] == [TrialState.COMPLETE, TrialState.RUNNING]
+    assert not r.loop.launcher.running, "the running trial was cancelled"
