@@ -28,6 +28,9 @@ SETTLED = ("COMPLETE", "FAIL", "PRUNED")
 _RUN_STATES = {"FINISHED": "COMPLETE", "FAILED": "FAIL", "KILLED": "FAIL"}
 # the child-run tag with the state the study was told (hpo.sweep.OPTUNA_STATE_TAG)
 OPTUNA_STATE_TAG = "hpo.optuna_state"
+# a run's start time is taken before its creation commits, which can wait out MLflow's SQLite busy timeout
+# (20 s) while others write: reads go back this far before the earliest run that can still change
+START_MARGIN_MS = 30_000
 
 
 class ReportError(HPOError):
@@ -71,11 +74,13 @@ class SweepReport:
         *,
         objective: str | None = None,
         direction: str | None = None,
+        children: ChildRuns | None = None,
     ) -> SweepReport:
         """Merge the study's trials (when there is a study) with the parent run's child runs, by trial number.
 
         Without ``objective`` or ``direction`` they come from the study, then from the parent run's
-        ``mode.*`` params.
+        ``mode.*`` params. ``children`` reads the child runs (a reader kept between refreshes reads only
+        those that can have changed).
         """
         if study is not None and len(study.directions) > 1:
             raise ReportError(f"study '{study.study_name}' has several objectives; hpo reports need one")
@@ -84,7 +89,7 @@ class SweepReport:
             parent = client.get_run(parent_run_id)
             objective = objective or parent.data.params.get("mode.objective")
             direction = direction or parent.data.params.get("mode.direction")
-            for number, run in _child_runs(client, parent).items():
+            for number, run in (children or ChildRuns(client)).read(parent).items():
                 records[number] = _merge(records.get(number), run)
         if study is not None:
             direction = study.direction.name.lower()
@@ -216,13 +221,19 @@ class LiveReport:
         self.client, self.parent_run_id, self.out_dir = client, parent_run_id, out_dir
         self.objective, self.direction, self.plot_interval_s = objective, direction, plot_interval_s
         self._plotted_at: float | None = None
+        self._children = ChildRuns(client)
         self._lock = threading.Lock()
 
     def refresh(self, study: optuna.Study | None = None, *, final: bool = False) -> SweepReport:
         """Rebuild the report from ``study`` and the runs, write it and publish it; returns the snapshot."""
         with self._lock:
             report = SweepReport.collect(
-                study, self.client, self.parent_run_id, objective=self.objective, direction=self.direction
+                study,
+                self.client,
+                self.parent_run_id,
+                objective=self.objective,
+                direction=self.direction,
+                children=self._children,
             )
             due = math.isfinite(self.plot_interval_s) and (
                 self._plotted_at is None or time.monotonic() - self._plotted_at >= self.plot_interval_s
@@ -248,19 +259,38 @@ def _from_study(study: optuna.Study) -> Iterable[TrialRow]:
         )
 
 
-def _child_runs(client: MlflowClient, parent: Run) -> dict[int, Run]:
-    """The parent's child runs by trial number; of a retried trial's runs, the finished or else latest one."""
-    runs = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-        max_results=50000,
-    )
-    out: dict[int, Run] = {}
-    for run in sorted(runs, key=lambda r: (r.info.status == "FINISHED", r.info.start_time or 0)):
-        number = int(run.data.tags.get("hpo.trial_number", -1))
-        if number >= 0:
-            out[number] = run
-    return out
+class ChildRuns:
+    """Reads a parent run's child runs, keeping those that can no longer change between reads.
+
+    A run is settled once the driver has tagged it with the state told to the study, the last thing written
+    to it. Each read after the first asks MLflow only for the runs started since the earliest unsettled one
+    (new runs start later still), so a live report's cost follows the trials in flight rather than every
+    trial of the sweep.
+    """
+
+    def __init__(self, client: MlflowClient) -> None:
+        self.client = client
+        self._settled: dict[str, Run] = {}
+        self._since_ms: int | None = None
+
+    def read(self, parent: Run) -> dict[int, Run]:
+        """The parent's child runs by trial number; of a retried trial's runs, the finished or else latest
+        one."""
+        query = f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+        if self._since_ms is not None:
+            query += f" and attributes.start_time >= {self._since_ms}"
+        fresh = self.client.search_runs([parent.info.experiment_id], filter_string=query, max_results=50000)
+        runs = {**self._settled, **{run.info.run_id: run for run in fresh}}
+        self._settled = {key: run for key, run in runs.items() if OPTUNA_STATE_TAG in run.data.tags}
+        starts = [run.info.start_time or 0 for key, run in runs.items() if key not in self._settled]
+        since = min(starts) if starts else max((r.info.start_time or 0 for r in runs.values()), default=0)
+        self._since_ms = since - START_MARGIN_MS
+        out: dict[int, Run] = {}
+        for run in sorted(runs.values(), key=lambda r: (r.info.status == "FINISHED", r.info.start_time or 0)):
+            number = int(run.data.tags.get("hpo.trial_number", -1))
+            if number >= 0:
+                out[number] = run
+        return out
 
 
 def _merge(record: TrialRow | None, run: Run) -> TrialRow:

@@ -12,8 +12,9 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from hpo import reports
 from hpo.registry import RegistryError, register_best, registry_name
-from hpo.reports import CSV_FILE, REPORTS_DIR, LiveReport, SweepReport
+from hpo.reports import CSV_FILE, OPTUNA_STATE_TAG, REPORTS_DIR, ChildRuns, LiveReport, SweepReport
 from hpo.sweep_plots import PAGE_FILE, PLOTS
 from tests.hpo.fake_sweep import build_sweep, new_store, score
 
@@ -170,3 +171,40 @@ def _fit(x: np.ndarray) -> Any:
     from sklearn.linear_model import LinearRegression
 
     return LinearRegression().fit(x, x.sum(axis=1))
+
+
+def test_child_runs_are_read_again_only_while_they_can_change(
+    tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reports, "START_MARGIN_MS", 0)
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("sweep-g")
+    parent_id = client.create_run(experiment_id).info.run_id
+
+    def child(number: int, start_ms: int, state: str | None = None) -> str:
+        tags = {"mlflow.parentRunId": parent_id, "hpo.trial_number": str(number)}
+        tags.update({OPTUNA_STATE_TAG: state} if state else {})
+        return client.create_run(experiment_id, start_time=start_ms, tags=tags).info.run_id
+
+    told, running = child(0, 1_000, "COMPLETE"), child(1, 2_000)
+    fetched: list[list[int]] = []
+    search = client.search_runs
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        runs = search(*args, **kwargs)
+        fetched.append(sorted(int(run.data.tags["hpo.trial_number"]) for run in runs))
+        return runs
+
+    monkeypatch.setattr(client, "search_runs", counting)
+    children, parent = ChildRuns(client), client.get_run(parent_id)
+    assert sorted(children.read(parent)) == [0, 1]
+
+    client.log_metric(running, "objective", 0.5)
+    client.set_tag(running, OPTUNA_STATE_TAG, "COMPLETE")
+    child(2, 3_000)
+    runs = children.read(parent)
+    assert sorted(runs) == [0, 1, 2] and runs[0].info.run_id == told
+    assert runs[1].data.metrics["objective"] == 0.5, "a run not settled yet is read again"
+    assert fetched == [[0, 1], [1, 2]], "a settled run is not read again"
+    children.read(parent)
+    assert fetched[-1] == [2], "once the earlier runs settle, only the newer ones are read"
