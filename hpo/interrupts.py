@@ -65,16 +65,20 @@ def check() -> None:
 def deferred() -> Iterator[None]:
     """Hold the first signal back until the code waits or checks; one still held when the block ends is
     raised then (or dropped, when the block ends with another exception)."""
-    if not _now.depth:
+    outermost = not _now.depth
+    if outermost:
         _now.count, _now.pending = 0, None
     _now.depth += 1
     try:
         yield
+    except BaseException:
+        if outermost:
+            _now.pending = None
+        raise
     finally:
         _now.depth -= 1
-        held, _now.pending = (_now.pending, None) if not _now.depth else (None, _now.pending)
-    if held is not None:
-        raise KeyboardInterrupt(f"signal {held}")
+    if outermost:
+        check()
 
 
 @contextmanager

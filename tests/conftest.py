@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 import hydra_plugins.hpo_launchers.hpo_launcher
 import hydra_plugins.hpo_launchers.hpo_sweeper  # noqa: F401
+from hpo import interrupts
 from hpo.schema import register_configs
 
 # Hydra's test fixtures snapshot and restore the ConfigStore around each test, so hpo's configs are
@@ -42,3 +44,14 @@ def run_hpo(tmp_path: Path) -> RunHPO:
         )
 
     return run
+
+
+@pytest.fixture
+def sigint_stops(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Ctrl-C (SIGINT) handled by ``hpo.interrupts``, as the CLI sets it up, with no signal received yet;
+    the test process's own handler comes back afterwards."""
+    monkeypatch.setattr(interrupts, "_received", [])
+    before = signal.getsignal(signal.SIGINT)
+    interrupts.stop_on(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, before)

@@ -5,20 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 
 import pytest
 
 from hpo import interrupts
 
-
-@pytest.fixture(autouse=True)
-def sigint_stops(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(interrupts, "_received", [])
-    before = signal.getsignal(signal.SIGINT)
-    interrupts.stop_on(signal.SIGINT)
-    yield
-    signal.signal(signal.SIGINT, before)
+pytestmark = pytest.mark.usefixtures("sigint_stops")
 
 
 def _ctrl_c() -> None:

@@ -28,7 +28,6 @@ from omegaconf import OmegaConf
 from optuna.distributions import UniformDistribution
 from optuna.trial import TrialState
 
-from hpo import interrupts
 from hpo.cli import CONF_DIR
 from hpo.code_version import code_version
 from hpo.errors import HPOError
@@ -342,8 +341,9 @@ def test_the_run_a_job_names_is_tagged_with_its_state(rig: Callable[..., Rig], t
     assert OPTUNA_STATE_TAG not in client.get_run(stray).data.tags, "no search: the job named its run"
 
 
+@pytest.mark.usefixtures("sigint_stops")
 def test_ctrl_c_while_a_result_is_recorded_stops_the_loop_after_the_record(
-    rig: Callable[..., Rig], tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+    rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def task(spec: JobSpec, cancelled: threading.Event) -> float:
         if spec.num:
@@ -351,9 +351,6 @@ def test_ctrl_c_while_a_result_is_recorded_stops_the_loop_after_the_record(
         return _lr(spec)
 
     r = rig(task, n_trials=4)
-    monkeypatch.setattr(interrupts, "_received", [])
-    before = signal.getsignal(signal.SIGINT)
-    interrupts.stop_on(signal.SIGINT)
     trial_done = r.sweep.trial_done
     recorded = []
 
@@ -363,11 +360,8 @@ def test_ctrl_c_while_a_result_is_recorded_stops_the_loop_after_the_record(
         recorded.append(number)
 
     monkeypatch.setattr(r.sweep, "trial_done", ctrl_c_midway)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            r.loop.run()
-    finally:
-        signal.signal(signal.SIGINT, before)
+    with pytest.raises(KeyboardInterrupt):
+        r.loop.run()
     assert recorded == [0], "the record under way when the signal came was finished"
     assert [t.state for t in r.study.trials][:2] == [TrialState.COMPLETE, TrialState.RUNNING]
     assert not r.loop.launcher.running, "the running trial was cancelled"
