@@ -21,6 +21,11 @@ PROTOCOL_VERSION = 1
 # RunPod refuses a /run request body over 10 MB (10**6 bytes each); a payload is a few KB, so this
 # only guards against bugs: https://docs.runpod.io/serverless/endpoints/operation-reference
 MAX_PAYLOAD_BYTES = 10_000_000
+# jobs a RunPod worker holds at once: the trial it trains and the next, taken meanwhile, which waits its
+# turn on the worker (the runpod SDK looks for work only once a second while it holds a job)
+JOBS_HELD_PER_WORKER = 2
+# the key of a held job's output that says how long it waited for its turn, which is not its own cost
+WORKER_WAIT_KEY = "worker_wait_s"
 
 
 class PayloadError(ConfigError):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import tarfile
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +51,35 @@ def pack_run(tracking_uri: str, run_id: str) -> dict[str, Any]:
     }
 
 
-def replay_run(bundle: dict[str, Any], client: MlflowClient, run_id: str) -> None:
-    """Log a packed run into the (open) run ``run_id`` of ``client``'s store, leaving its status as is."""
+def replay_run(
+    bundle: dict[str, Any],
+    client: MlflowClient,
+    run_id: str,
+    *,
+    metrics: Sequence[Metric] = (),
+    tags: Mapping[str, str] | None = None,
+    logged_params: Mapping[str, str] | None = None,
+    experiment_id: str | None = None,
+) -> None:
+    """Log a packed run, and the caller's own ``metrics`` and ``tags``, into the (open) run ``run_id`` of
+    ``client``'s store, leaving its status as is.
+
+    Params, tags and metrics go in as few batches as MLflow allows (one for a usual trial). A caller that
+    knows the params the run already has and its experiment (``logged_params``, ``experiment_id``) saves
+    reading the run back.
+    """
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    run = client.get_run(run_id)
-    params = [Param(k, v) for k, v in bundle["params"].items() if k not in run.data.params]
-    tags = [RunTag(k, v) for k, v in bundle["tags"].items()]
-    metrics = [Metric(k, v, ts, step) for k, points in bundle["metrics"].items() for step, ts, v in points]
-    for i in range(0, len(metrics), 1000):
-        client.log_batch(run_id, metrics=metrics[i : i + 1000])
-    for i in range(0, max(len(params), len(tags)), 100):
-        client.log_batch(run_id, params=params[i : i + 100], tags=tags[i : i + 100])
+    if logged_params is None or experiment_id is None:
+        run = client.get_run(run_id)
+        logged_params, experiment_id = run.data.params, run.info.experiment_id
+    params = [Param(k, v) for k, v in bundle["params"].items() if k not in logged_params]
+    all_tags = [RunTag(k, v) for k, v in {**bundle["tags"], **(tags or {})}.items()]
+    points = [Metric(k, v, ts, step) for k, series in bundle["metrics"].items() for step, ts, v in series]
+    points += metrics
+    for batch in itertools.zip_longest(_chunks(points, 900), _chunks(params, 50), _chunks(all_tags, 50)):
+        batch_metrics, batch_params, batch_tags = (part or [] for part in batch)
+        client.log_batch(run_id, metrics=batch_metrics, params=batch_params, tags=batch_tags)
     if bundle["datasets"]:
         client.log_inputs(
             run_id,
@@ -69,16 +88,21 @@ def replay_run(bundle: dict[str, Any], client: MlflowClient, run_id: str) -> Non
                 for d in bundle["datasets"]
             ],
         )
-    experiment_id = run.info.experiment_id
-    with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(bundle["artifacts"])), mode="r:gz") as tar:
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(bundle["artifacts"])), mode="r:gz") as tar:
+        if not tar.getmembers():
+            return
+        with tempfile.TemporaryDirectory() as tmp:
             tar.extractall(tmp, filter="data")
-        if (Path(tmp) / "artifacts").is_dir():
-            client.log_artifacts(run_id, str(Path(tmp) / "artifacts"))
-        for name in bundle["models"]:
-            model = client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
-            client.log_model_artifacts(model.model_id, str(Path(tmp) / "models" / name))
-            client.finalize_logged_model(model.model_id, "READY")
+            if (Path(tmp) / "artifacts").is_dir():
+                client.log_artifacts(run_id, str(Path(tmp) / "artifacts"))
+            for name in bundle["models"]:
+                model = client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
+                client.log_model_artifacts(model.model_id, str(Path(tmp) / "models" / name))
+                client.finalize_logged_model(model.model_id, "READY")
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def bundle_size(bundle: dict[str, Any]) -> int:

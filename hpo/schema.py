@@ -222,8 +222,8 @@ class RunPodConf:
     fallback: str = "fail"
     # seconds between two status polls of one job (shared across jobs to stay under RunPod's rate limits)
     poll_interval_s: float = 1.0
-    # trials waiting in the endpoint's queue beyond launcher.workers, so a worker that finishes starts its
-    # next trial at once rather than after the driver's next poll; null: one per 4 workers
+    # trials submitted beyond launcher.workers: each worker holds the next one while it trains (its next
+    # trial starts at once), and the rest wait in the endpoint's queue; null: one per worker plus one per 4
     queue_ahead: int | None = None
 
     def __post_init__(self) -> None:

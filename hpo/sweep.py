@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# seconds between two live refreshes of the sweep's reports
-LIVE_INTERVAL_S = 5.0
+# seconds between two live refreshes of the sweep's reports, at least; and at least this many times the
+# CPU time the last refresh took, so that keeping the MLflow view current takes at most 1/20 of the driver
+LIVE_INTERVAL_S = 15.0
+LIVE_COST_FACTOR = 20.0
 FINAL_REPORT_TIMEOUT_S = 600
 
 
@@ -151,7 +153,8 @@ class Sweep:
 
 class ReportRefresher:
     """Keeps the parent run's ``trials.csv`` and progress metrics current in a background thread, at most
-    every LIVE_INTERVAL_S, so reporting never holds up the next trial; the plots are drawn at the end."""
+    every LIVE_INTERVAL_S (longer when a refresh costs more than LIVE_COST_FACTOR allows), so reporting never
+    holds up the next trial; the plots are drawn at the end."""
 
     def __init__(self, sweep: Sweep) -> None:
         from hpo.reports import REPORTS_DIR, LiveReport
@@ -165,6 +168,7 @@ class ReportRefresher:
             plot_interval_s=math.inf,
         )
         self._last = -math.inf
+        self._interval_s = LIVE_INTERVAL_S
         self._study_name = (sweep.study or {}).get("study_name", "")
         self._tracking_uri = sweep.tracking_uri
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-reports")
@@ -172,7 +176,7 @@ class ReportRefresher:
 
     def refresh(self, study: optuna.Study) -> None:
         idle = self._pending is None or self._pending.done()
-        if idle and time.monotonic() - self._last >= LIVE_INTERVAL_S:
+        if idle and time.monotonic() - self._last >= self._interval_s:
             self._last = time.monotonic()
             self._pending = self._pool.submit(self._run, study)
 
@@ -191,7 +195,9 @@ class ReportRefresher:
             log.warning(f"final sweep reports not drawn ({reason}); run: {' '.join(command[1:])}")
 
     def _run(self, study: optuna.Study) -> None:
+        started = time.thread_time()
         try:
             self._live.refresh(study)
         except Exception as exc:
             log.warning(f"sweep reports not refreshed: {type(exc).__name__}: {exc}")
+        self._interval_s = max(LIVE_INTERVAL_S, LIVE_COST_FACTOR * (time.thread_time() - started))

@@ -23,9 +23,17 @@ from hpo.schema import trial_experiment_id
 class TrialRecord:
     """One trial's child run, written by the driver."""
 
-    def __init__(self, tracking_uri: str, run_id: str) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        run_id: str,
+        params: Mapping[str, str] | None = None,
+        experiment_id: str | None = None,
+    ) -> None:
         self.client = _client(tracking_uri)
         self.run_id = run_id
+        # what the run holds already, where this record opened it: saves reading it back to complete it
+        self._params, self._experiment_id = params, experiment_id
 
     @classmethod
     def open(
@@ -42,10 +50,11 @@ class TrialRecord:
         experiment_id = _experiment_id(tracking_uri, experiment_name, parent_run_id)
         all_tags = {**tags, **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
         run_id = client.create_run(experiment_id, run_name=run_name, tags=dict(all_tags)).info.run_id
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        logged = {k: str(v)[:6000] for k, v in params.items()}
+        items = [Param(k, v) for k, v in logged.items()]
         for i in range(0, len(items), 100):
             client.log_batch(run_id, params=items[i : i + 100])
-        return cls(tracking_uri, run_id)
+        return cls(tracking_uri, run_id, logged, experiment_id)
 
     def tag(self, tags: Mapping[str, Any]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -54,14 +63,23 @@ class TrialRecord:
         self, bundle: dict[str, Any] | None, metrics: Mapping[str, float], tags: Mapping[str, Any]
     ) -> None:
         """Replay the worker's run (if it shipped one), add the driver's metrics and tags, end it FINISHED."""
-        if bundle is not None:
-            replay_run(bundle, self.client, self.run_id)
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-            tags=[RunTag(k, str(v)) for k, v in tags.items()],
-        )
+        own_metrics = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        own_tags = {k: str(v) for k, v in tags.items()}
+        if bundle is not None:
+            replay_run(
+                bundle,
+                self.client,
+                self.run_id,
+                metrics=own_metrics,
+                tags=own_tags,
+                logged_params=self._params,
+                experiment_id=self._experiment_id,
+            )
+        else:
+            self.client.log_batch(
+                self.run_id, metrics=own_metrics, tags=[RunTag(k, v) for k, v in own_tags.items()]
+            )
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def end(self, status: str, error: str) -> None:

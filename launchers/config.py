@@ -18,7 +18,7 @@ class RunPodLauncherConf:
     fallback: str = "fail"
     # seconds between two status polls of one job
     poll_interval_s: float = 1.0
-    # jobs kept waiting in the endpoint's queue beyond workers (None: one per 4 workers)
+    # jobs submitted beyond workers (None: one per worker, which it holds while it trains, plus one per 4)
     queue_ahead: Optional[int] = None  # noqa: UP045
 
 

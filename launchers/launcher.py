@@ -181,6 +181,7 @@ class HPOLauncher(Launcher):
         return LocalBackend(runner, self.params["submitit_folder"], timeout_min, workers, gpus)
 
     def _runpod_backend(self, timeout_min: int) -> Backend:
+        from hpo.payload import JOBS_HELD_PER_WORKER
         from launchers.runpod.backend import RunPodBackend, RunPodSettings
         from launchers.runpod.job import JobPolicy
 
@@ -193,5 +194,6 @@ class HPOLauncher(Launcher):
         )
         queue_ahead = runpod.get("queue_ahead")
         if queue_ahead is None:
-            queue_ahead = math.ceil(int(self.params["workers"]) / 4)
+            workers = int(self.params["workers"])
+            queue_ahead = workers * (JOBS_HELD_PER_WORKER - 1) + math.ceil(workers / 4)
         return RunPodBackend(RunPodSettings.from_launcher(runpod), policy, int(queue_ahead))

@@ -10,13 +10,11 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def main() -> None:
-    import runpod
-
     from worker.handler import handle
-    from worker.serverless import in_thread
+    from worker.serverless import serve
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    runpod.serverless.start({"handler": in_thread(handle)})
+    serve(handle)
 
 
 if __name__ == "__main__":

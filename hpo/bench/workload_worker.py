@@ -4,13 +4,11 @@ from __future__ import annotations
 
 
 def main() -> None:
-    import runpod
-
     import hpo.payload  # noqa: F401  (the handler's import, done before the first job as a worker image does)
     from hpo.bench.workload import handle
-    from worker.serverless import in_thread
+    from worker.serverless import serve
 
-    runpod.serverless.start({"handler": in_thread(handle)})
+    serve(handle)
 
 
 if __name__ == "__main__":

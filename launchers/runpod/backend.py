@@ -60,9 +60,9 @@ class RunPodSettings:
 class RunPodBackend:
     """Submits trials to one endpoint and hands back non-blocking job handles.
 
-    ``queue_ahead`` jobs more than the sweep's workers are kept on the endpoint, where they wait in its
-    queue: a worker that finishes takes the next trial at once instead of idling until the driver has
-    polled its job's end and submitted another.
+    ``queue_ahead`` jobs more than the sweep's workers are kept on the endpoint: held by workers that
+    train another trial (``worker.serverless``) or waiting in its queue, so a worker that finishes starts
+    its next trial at once instead of idling until the driver has polled its job's end and submitted another.
     """
 
     def __init__(self, settings: RunPodSettings, policy: JobPolicy, queue_ahead: int = 0) -> None:

@@ -18,6 +18,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
 from hpo.errors import BackendError, HPOError, TrialError
+from hpo.payload import JOBS_HELD_PER_WORKER, WORKER_WAIT_KEY
 from hpo.trial_record import TrialRecord
 from launchers.job import JobSpec
 from launchers.runpod.client import EndpointClient, TransientError, UnknownJobError
@@ -88,7 +89,8 @@ class RunPodJobHandle:
             return False
         try:
             if self.job_id is None:
-                self.job_id = self.client.run(self.payload, self.policy.timeout_s)
+                # a held job's clock runs while it waits for the trial before it on the worker
+                self.job_id = self.client.run(self.payload, self.policy.timeout_s * JOBS_HELD_PER_WORKER)
                 self.record.tag({"hpo.runpod_job_id": self.job_id})
                 log.info(f"#{self.spec.num} queued on RunPod as job {self.job_id}")
                 self._next_at = time.monotonic() + self.policy.poll_interval_s
@@ -143,7 +145,7 @@ class RunPodJobHandle:
             self._show_progress(status.get("output") if state == "IN_PROGRESS" else None)
             self._next_at = time.monotonic() + self.policy.poll_interval_s
             return
-        self.cost_usd += float(status.get("executionTime") or 0) / 3.6e6 * self.policy.price_per_hour
+        self.cost_usd += billed_ms(status) / 3.6e6 * self.policy.price_per_hour
         if state == "COMPLETED":
             self._complete(status)
         elif state == "FAILED" and (message := trial_error(status.get("error"))) is not None:
@@ -212,6 +214,15 @@ class RunPodJobHandle:
         summary = {k: v for k, v in output.items() if k != "run"}
         summary.update(job_id=self.job_id, retries=self.retries, cost_usd=self.cost_usd)
         (self.trial_dir / "result.json").write_text(json.dumps(summary, indent=2, default=str))
+
+
+def billed_ms(status: dict[str, Any]) -> float:
+    """The job's execution time on its worker less the time it waited there for the trial before it,
+    which that trial's cost already counts."""
+    output = status.get("output")
+    waited_s = output.get(WORKER_WAIT_KEY) if isinstance(output, dict) else None
+    waited_ms = 1000 * float(waited_s) if isinstance(waited_s, int | float) else 0.0
+    return max(float(status.get("executionTime") or 0) - waited_ms, 0.0)
 
 
 def _save_job_config(spec: JobSpec, trial_dir: Path) -> None:
