@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, Container, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hpo.errors import ConfigError
@@ -117,7 +117,10 @@ def parse_payload(data: Any) -> TrialPayload:
 
 
 def payload_config(cfg: DictConfig) -> dict[str, Any]:
-    """The PAYLOAD_KEYS sections of a composed config, resolved to plain JSON-able values."""
-    out = OmegaConf.to_container(OmegaConf.masked_copy(cfg, list(PAYLOAD_KEYS)), resolve=True)
-    assert isinstance(out, dict)
-    return {str(k): v for k, v in out.items()}
+    """The PAYLOAD_KEYS sections of a composed config, resolved to plain JSON-able values (section by
+    section: a masked copy of the whole config cost twice as much)."""
+    return {
+        key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg[key], Container) else cfg[key]
+        for key in PAYLOAD_KEYS
+        if key in cfg
+    }

@@ -6,9 +6,11 @@ by each dataclass's ``__post_init__`` when :func:`validate` turns the config int
 
 from __future__ import annotations
 
+import copy
 import functools
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from omegaconf.nodes import IntegerNode
 
 from hpo.errors import ConfigError
 
@@ -350,25 +353,73 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 def validate(cfg: DictConfig | dict[str, Any]) -> HPOConfig:
     """Check every value of an hpo config and return it as typed objects.
 
+    Each section is checked on its own and remembered, so the trials of a sweep, which share all but a
+    few sections, pay only for the ones their overrides change.
+
     Raises:
         ConfigError: naming the first offending key.
     """
-    node = OmegaConf.create({k: cfg[k] for k in PAYLOAD_KEYS if k in cfg})
     try:
-        merged = OmegaConf.merge(_schema(HPOConfig), node)
-        family = merged.model.get("family") if isinstance(merged.model, DictConfig) else None
-        if family not in MODEL_SCHEMAS:
-            raise ConfigError(f"model.family must be one of {sorted(MODEL_SCHEMAS)}, got {family!r}")
-        merged.model = OmegaConf.merge(_schema(MODEL_SCHEMAS[family]), merged.model)
-        result = OmegaConf.to_object(merged)
+        plain = _resolved(cfg)
+        sections = {key: _typed_section(key, json.dumps(plain[key], sort_keys=True)) for key in plain}
     except OmegaConfBaseException as exc:
         first_line = str(exc).strip().splitlines()[0]
         raise ConfigError(f"{exc.full_key or 'config'}: {first_line}") from exc
-    assert isinstance(result, HPOConfig)
-    return result
+    if missing := sorted(_REQUIRED_SECTIONS - sections.keys()):
+        raise ConfigError(f"{missing[0]}: missing mandatory value")
+    return HPOConfig(**{key: copy.deepcopy(value) for key, value in sections.items()})
+
+
+def _resolved(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """The config's PAYLOAD_KEYS sections as plain values with every interpolation resolved (a plain
+    dict without any, such as a trial payload's config, is taken as it is)."""
+    sections = {k: cfg[k] for k in PAYLOAD_KEYS if k in cfg}
+    if isinstance(cfg, dict) and "${" not in json.dumps(sections, default=str):
+        return sections
+    out = OmegaConf.to_container(OmegaConf.create(sections), resolve=True)
+    assert isinstance(out, dict)
+    return {str(k): v for k, v in out.items()}
+
+
+@functools.lru_cache(maxsize=1024)
+def _typed_section(key: str, text: str) -> Any:
+    """One section (as JSON) checked against its schema; errors name the full key."""
+    value = json.loads(text)
+    try:
+        if key == "seed":
+            return _integer(key, value)
+        if key == "model":
+            family = value.get("family") if isinstance(value, dict) else None
+            if family not in MODEL_SCHEMAS:
+                raise ConfigError(f"model.family must be one of {sorted(MODEL_SCHEMAS)}, got {family!r}")
+            schema = MODEL_SCHEMAS[family]
+        else:
+            schema = _SECTION_SCHEMAS[key]
+        return OmegaConf.to_object(OmegaConf.merge(_schema(schema), value))
+    except OmegaConfBaseException as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        where = key if not exc.full_key or exc.full_key == key else f"{key}.{exc.full_key}"
+        raise ConfigError(f"{where}: {first_line}") from exc
+
+
+def _integer(key: str, value: Any) -> int:
+    try:
+        return int(IntegerNode(value, is_optional=False)._value())
+    except OmegaConfBaseException:
+        raise ConfigError(f"{key} must be an integer, got {value!r}") from None
 
 
 MODEL_SCHEMAS: dict[str, type] = {"cnn": CNNConf, "lstm": LSTMConf}
+_SECTION_SCHEMAS: dict[str, type] = {
+    "dataset": DatasetConf,
+    "mode": ModeConf,
+    "hardware": HardwareConf,
+    "trainer": TrainerConf,
+    "launcher": LauncherConf,
+    "mlflow": MLflowConf,
+    "reports": ReportsConf,
+}
+_REQUIRED_SECTIONS = {f.name for f in fields(HPOConfig) if f.default == MISSING}
 
 
 @functools.cache

@@ -82,9 +82,9 @@ class TrialRecord:
             )
         self.client.set_terminated(self.run_id, "FINISHED")
 
-    def end(self, status: str, error: str) -> None:
-        """End the run as FAILED or KILLED, with the reason in the ``hpo.error`` tag."""
-        self.client.set_tag(self.run_id, "hpo.error", error[:5000])
+    def end(self, status: str, error: str, tags: Mapping[str, Any] | None = None) -> None:
+        """End the run as FAILED or KILLED, with the reason in the ``hpo.error`` tag and ``tags``."""
+        self.tag({**(tags or {}), "hpo.error": error[:5000]})
         self.client.set_terminated(self.run_id, status)
 
 

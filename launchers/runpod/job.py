@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import OmegaConf
+from omegaconf import Container, OmegaConf
 
 from hpo.errors import BackendError, HPOError, TrialError
 from hpo.payload import JOBS_HELD_PER_WORKER, WORKER_WAIT_KEY
@@ -80,7 +81,7 @@ class RunPodJobHandle:
         self._next_at = 0.0
         self._outcome: JobReturn | HPOError | None = None
         self.trial_dir = Path(str(spec.config.hydra.sweep.dir)) / str(spec.config.hydra.sweep.subdir)
-        _save_job_config(spec, self.trial_dir)
+        save_job_config(spec, self.trial_dir)
 
     def done(self) -> bool:
         if self._outcome is not None:
@@ -91,7 +92,6 @@ class RunPodJobHandle:
             if self.job_id is None:
                 # a held job's clock runs while it waits for the trial before it on the worker
                 self.job_id = self.client.run(self.payload, self.policy.timeout_s * JOBS_HELD_PER_WORKER)
-                self.record.tag({"hpo.runpod_job_id": self.job_id})
                 log.info(f"#{self.spec.num} queued on RunPod as job {self.job_id}")
                 self._next_at = time.monotonic() + self.policy.poll_interval_s
             else:
@@ -134,7 +134,7 @@ class RunPodJobHandle:
                 log.error(
                     f"#{self.spec.num}: could not cancel RunPod job {job_id} ({exc}): cancel it by hand"
                 )
-        self.record.end("KILLED", "cancelled: the sweep was interrupted")
+        self.record.end("KILLED", "cancelled: the sweep was interrupted", self._job_tags())
         self._outcome = BackendError(f"trial #{self.spec.num} cancelled")
 
     def _poll(self) -> None:
@@ -195,17 +195,21 @@ class RunPodJobHandle:
             self._fail(f"{reason} (after {self.retries} retries)")
 
     def _fail(self, message: str) -> None:
-        self.record.tag({"hpo.retries": self.retries, "hpo.cost_usd": f"{self.cost_usd:.6f}"})
-        self.record.end("FAILED", message)
+        self.record.end("FAILED", message, self._job_tags())
         self._outcome = TrialError(f"trial #{self.spec.num}: {message}")
+
+    def _job_tags(self) -> dict[str, Any]:
+        """What the run records of the job however it ended: written once, with its end, to save the
+        driver a store write per trial."""
+        job = {"hpo.runpod_job_id": self.job_id} if self.job_id else {}
+        return {**job, "hpo.retries": self.retries, "hpo.cost_usd": f"{self.cost_usd:.6f}"}
 
     def _tags(self, status: dict[str, Any]) -> dict[str, Any]:
         output = status["output"]
         return {
+            **self._job_tags(),
             "hpo.backend": "runpod",
             "hpo.worker_id": status.get("workerId") or output.get("worker_id", ""),
-            "hpo.retries": self.retries,
-            "hpo.cost_usd": f"{self.cost_usd:.6f}",
             "hpo.runpod_delay_ms": status.get("delayTime", ""),
             "hpo.runpod_execution_ms": status.get("executionTime", ""),
         }
@@ -225,10 +229,21 @@ def billed_ms(status: dict[str, Any]) -> float:
     return max(float(status.get("executionTime") or 0) - waited_ms, 0.0)
 
 
-def _save_job_config(spec: JobSpec, trial_dir: Path) -> None:
-    """Save the trial's config and overrides under its directory, as Hydra's ``run_job`` does locally."""
+def save_job_config(spec: JobSpec, trial_dir: Path) -> None:
+    """Save the trial's config and overrides under its directory, as Hydra's ``run_job`` does locally
+    (the same YAML, written by libyaml: OmegaConf's own writer cost a remote trial 10 ms of the driver)."""
     hydra_dir = trial_dir / ".hydra"
     hydra_dir.mkdir(parents=True, exist_ok=True)
-    task_cfg = OmegaConf.masked_copy(spec.config, [str(k) for k in spec.config if k != "hydra"])
-    OmegaConf.save(task_cfg, hydra_dir / "config.yaml")
-    OmegaConf.save(OmegaConf.create(spec.overrides), hydra_dir / "overrides.yaml")
+    task_cfg = {
+        str(k): OmegaConf.to_container(v, enum_to_str=True) if isinstance(v, Container) else v
+        for k, v in spec.config.items_ex(resolve=False)
+        if k != "hydra"
+    }
+    (hydra_dir / "config.yaml").write_text(_yaml(task_cfg))
+    (hydra_dir / "overrides.yaml").write_text(_yaml(list(spec.overrides)))
+
+
+def _yaml(data: Any) -> str:
+    return yaml.dump(
+        data, Dumper=yaml.CSafeDumper, sort_keys=False, default_flow_style=False, allow_unicode=True
+    )

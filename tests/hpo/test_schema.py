@@ -58,3 +58,34 @@ def test_bad_values_name_their_key(composed: Any, path: tuple[str, str], value: 
         validate(composed)
     assert message in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+def test_checked_sections_are_remembered_but_each_config_gets_its_own_objects(composed: Any) -> None:
+    composed["launcher"]["backend"] = "local"
+    plain: dict[str, Any] = OmegaConf.to_container(OmegaConf.create(composed), resolve=True)  # type: ignore[assignment]
+    first = validate(plain)
+    plain["trainer"]["learning_rate"] = 0.5
+    second = validate(plain)
+    assert (first.trainer.learning_rate, second.trainer.learning_rate) == (1e-3, 0.5)
+    assert second.dataset == first.dataset and second.dataset is not first.dataset
+    plain["trainer"]["learning_rate"] = -1.0
+    with pytest.raises(ConfigError, match="trainer.learning_rate must be positive"):
+        validate(plain)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"seed": "abc"}, "seed must be an integer, got 'abc'"),
+        ({"dataset": None}, "dataset"),
+        ({"model": "cnn"}, "model.family must be one of"),
+    ],
+)
+def test_bad_sections_name_their_key(composed: Any, change: dict[str, Any], message: str) -> None:
+    composed["launcher"]["backend"] = "local"
+    composed.update(change)
+    if change.get("dataset", 0) is None:
+        del composed["dataset"]
+    with pytest.raises(ConfigError) as raised:
+        validate(composed)
+    assert message in str(raised.value)

@@ -104,6 +104,26 @@ def test_reading_trials_sends_no_query(tmp_path: Path) -> None:
     assert seen == []
 
 
+def test_asking_again_reads_no_number_back_while_no_other_process_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = _open(_url(tmp_path))
+    storage = study._storage
+    assert isinstance(storage, DriverStorage)
+    reads: list[int] = []
+    read_number = storage._db.get_trial_number_from_id
+
+    def counted(trial_id: int) -> int:
+        reads.append(trial_id)
+        return read_number(trial_id)
+
+    monkeypatch.setattr(storage._db, "get_trial_number_from_id", counted)
+    for _ in range(3):
+        study.tell(study.ask(), 0.5)
+    assert len(reads) == 1
+    assert [t.number for t in optuna.load_study(study_name="s", storage=_url(tmp_path)).trials] == [0, 1, 2]
+
+
 def test_trials_another_process_adds_stop_the_driver_with_a_clear_error(tmp_path: Path) -> None:
     study = _open(_url(tmp_path))
     study.tell(study.ask(), 0.5)
