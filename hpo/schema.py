@@ -360,25 +360,29 @@ def validate(cfg: DictConfig | dict[str, Any]) -> HPOConfig:
         ConfigError: naming the first offending key.
     """
     try:
-        plain = _resolved(cfg)
-        sections = {key: _typed_section(key, json.dumps(plain[key], sort_keys=True)) for key in plain}
+        sections = {key: _typed_section(key, text) for key, text in _section_texts(cfg).items()}
     except OmegaConfBaseException as exc:
-        first_line = str(exc).strip().splitlines()[0]
-        raise ConfigError(f"{exc.full_key or 'config'}: {first_line}") from exc
+        raise _config_error(exc.full_key or "config", exc) from exc
     if missing := sorted(_REQUIRED_SECTIONS - sections.keys()):
         raise ConfigError(f"{missing[0]}: missing mandatory value")
     return HPOConfig(**{key: copy.deepcopy(value) for key, value in sections.items()})
 
 
-def _resolved(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
-    """The config's PAYLOAD_KEYS sections as plain values with every interpolation resolved (a plain
-    dict without any, such as a trial payload's config, is taken as it is)."""
+def _section_texts(cfg: DictConfig | dict[str, Any]) -> dict[str, str]:
+    """Each PAYLOAD_KEYS section of the config as JSON, every interpolation resolved (a plain dict
+    without any, such as a trial payload's config, is taken as it is)."""
     sections = {k: cfg[k] for k in PAYLOAD_KEYS if k in cfg}
-    if isinstance(cfg, dict) and "${" not in json.dumps(sections, default=str):
-        return sections
-    out = OmegaConf.to_container(OmegaConf.create(sections), resolve=True)
-    assert isinstance(out, dict)
-    return {str(k): v for k, v in out.items()}
+    if isinstance(cfg, dict):
+        texts = {key: json.dumps(value, sort_keys=True) for key, value in sections.items()}
+        if not any("${" in text for text in texts.values()):
+            return texts
+    resolved = OmegaConf.to_container(OmegaConf.create(sections), resolve=True)
+    assert isinstance(resolved, dict)
+    return {str(key): json.dumps(value, sort_keys=True) for key, value in resolved.items()}
+
+
+def _config_error(where: str, exc: OmegaConfBaseException) -> ConfigError:
+    return ConfigError(f"{where}: {str(exc).strip().splitlines()[0]}")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -397,9 +401,8 @@ def _typed_section(key: str, text: str) -> Any:
             schema = _SECTION_SCHEMAS[key]
         return OmegaConf.to_object(OmegaConf.merge(_schema(schema), value))
     except OmegaConfBaseException as exc:
-        first_line = str(exc).strip().splitlines()[0]
         where = key if not exc.full_key or exc.full_key == key else f"{key}.{exc.full_key}"
-        raise ConfigError(f"{where}: {first_line}") from exc
+        raise _config_error(where, exc) from exc
 
 
 def _integer(key: str, value: Any) -> int:

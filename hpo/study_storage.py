@@ -106,7 +106,8 @@ class DriverStorage(BaseStorage):
         self._db_trial[trial_id] = db_id
         # the database numbers a trial by the trials before it: when its row follows this driver's last
         # one, no other process added one since, and reading the number back can be saved
-        follows, self._last_db_trial = db_id == self._last_db_trial + 1, db_id
+        follows = db_id == self._last_db_trial + 1
+        self._last_db_trial = db_id
         number = self._memory.get_trial_number_from_id(trial_id)
         if not follows and self._db.get_trial_number_from_id(db_id) != number:
             raise StudyWrittenElsewhere(
