@@ -262,10 +262,10 @@ def _from_study(study: optuna.Study) -> Iterable[TrialRow]:
 class ChildRuns:
     """Reads a parent run's child runs, keeping those that can no longer change between reads.
 
-    A run is settled once the driver has tagged it with the state told to the study, the last thing written
-    to it. Each read after the first asks MLflow only for the runs started since the earliest unsettled one
-    (new runs start later still), so a live report's cost follows the trials in flight rather than every
-    trial of the sweep.
+    A run is settled once it has ended and carries the state told to the study: nothing is written to it
+    after both (a remote trial's state is tagged with its results, as its run ends). Each read after the
+    first asks MLflow only for the runs started since the earliest unsettled one (new runs start later
+    still), so a live report's cost follows the trials in flight rather than every trial of the sweep.
     """
 
     def __init__(self, client: MlflowClient) -> None:
@@ -281,7 +281,7 @@ class ChildRuns:
             query += f" and attributes.start_time >= {self._since_ms}"
         fresh = self.client.search_runs([parent.info.experiment_id], filter_string=query, max_results=50000)
         runs = {**self._settled, **{run.info.run_id: run for run in fresh}}
-        self._settled = {key: run for key, run in runs.items() if OPTUNA_STATE_TAG in run.data.tags}
+        self._settled = {key: run for key, run in runs.items() if _is_settled(run)}
         starts = [run.info.start_time or 0 for key, run in runs.items() if key not in self._settled]
         since = min(starts) if starts else max((r.info.start_time or 0 for r in runs.values()), default=0)
         self._since_ms = since - START_MARGIN_MS
@@ -291,6 +291,10 @@ class ChildRuns:
             if number >= 0:
                 out[number] = run
         return out
+
+
+def _is_settled(run: Run) -> bool:
+    return OPTUNA_STATE_TAG in run.data.tags and run.info.status != "RUNNING"
 
 
 def _merge(record: TrialRow | None, run: Run) -> TrialRow:

@@ -13,7 +13,8 @@ PARENT_RUN_ENV = "HPO_PARENT_RUN_ID"
 # set in a trial's job by the launcher: the MLflow run it continues (if any), the study's best so far
 TRIAL_RUN_ENV = "HPO_TRIAL_RUN_ID"
 BEST_SO_FAR_ENV = "HPO_BEST_SO_FAR"
-# the child-run tag holding the trial's Optuna state (COMPLETE, FAIL), set once the study is told
+# the child-run tag holding the trial's Optuna state (COMPLETE, FAIL): set once the study is told, or by a
+# remote trial's backend with the run's outcome, just before
 OPTUNA_STATE_TAG = "hpo.optuna_state"
 _BATCH = 100
 

@@ -122,8 +122,9 @@ class TrialLoop:
         ]
         self.durations: list[float] = []
         self.trials: dict[int, optuna.Trial] = {}
-        # trials told to the study whose runs are not tagged yet: number, state, run id if the job knows it
-        self.told: list[tuple[int, str, str | None]] = []
+        # trials told to the study, not recorded yet: number, state, run id if the job knows it, and whether
+        # the backend tagged that state with the run's outcome already
+        self.told: list[tuple[int, str, str | None, bool]] = []
         self.job_ids: set[int] = set()
         self.first_failure: str | None = None
         self.over_budget = False
@@ -263,14 +264,16 @@ class TrialLoop:
             self._tell_study(trial, None, TrialState.FAIL)
             self.failed += 1
             self.first_failure = self.first_failure or f"trial #{job.num}: {error}"
-        self.told.append((job.num, "COMPLETE" if values is not None else "FAIL", job.info("run_id")))
+        state = "COMPLETE" if values is not None else "FAIL"
+        self.told.append((job.num, state, job.info("run_id"), job.info("optuna_state") == state))
         self._check_failure_rate()
 
     def _record(self) -> None:
         """Tag the told trials' runs, call the per-trial hook and show the progress."""
         while self.told:
-            number, state, run_id = self.told.pop(0)
-            self.sweep.trial_done(number, state, run_id)
+            number, state, run_id, tagged = self.told.pop(0)
+            if not tagged:
+                self.sweep.trial_done(number, state, run_id)
             self.sweep.trial_finished(self.study)
             self.view.trial_finished(self.snapshot())
 

@@ -44,7 +44,7 @@ class Job:
 
     def info(self, name: str) -> Any:
         """What the handle reports under ``name`` (``progress``, ``job_id``, ``run_id``, ``cost_usd``,
-        ``retries``), if it reports it at all."""
+        ``retries``, ``optuna_state``), if it reports it at all."""
         return getattr(self.handle, name, None)
 
 

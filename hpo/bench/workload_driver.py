@@ -18,7 +18,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-SAMPLE_INTERVAL_S = 0.05
+# coarse enough that sampling costs the driver next to nothing, fine enough for sweeps of a minute or more
+SAMPLE_INTERVAL_S = 0.25
 _sampler: _CPUSampler | None = None
 
 

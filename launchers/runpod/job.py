@@ -20,6 +20,7 @@ from omegaconf import Container, OmegaConf
 
 from hpo.errors import BackendError, HPOError, TrialError
 from hpo.payload import JOBS_HELD_PER_WORKER, WORKER_WAIT_KEY
+from hpo.tracking import OPTUNA_STATE_TAG
 from hpo.trial_record import TrialRecord
 from launchers.job import JobSpec
 from launchers.runpod.client import EndpointClient, TransientError, UnknownJobError
@@ -77,6 +78,8 @@ class RunPodJobHandle:
         self.retries = 0
         self.cost_usd = 0.0
         self.progress: dict[str, Any] | None = None
+        # the Optuna state tagged with the run's outcome, saving the sweep a write once it is told
+        self.optuna_state: str | None = None
         self._transient = 0
         self._next_at = 0.0
         self._outcome: JobReturn | HPOError | None = None
@@ -171,6 +174,7 @@ class RunPodJobHandle:
         if warning := output.get("device_warning"):
             log.warning(f"#{self.spec.num} on worker {output.get('worker_id')}: {warning}")
         self._write_result(output)
+        self.optuna_state = "COMPLETE"
         self.record.complete(output.get("run"), {"cost_usd": self.cost_usd}, self._tags(status))
         ret = JobReturn(
             overrides=self.spec.overrides,
@@ -195,14 +199,16 @@ class RunPodJobHandle:
             self._fail(f"{reason} (after {self.retries} retries)")
 
     def _fail(self, message: str) -> None:
+        self.optuna_state = "FAIL"
         self.record.end("FAILED", message, self._job_tags())
         self._outcome = TrialError(f"trial #{self.spec.num}: {message}")
 
     def _job_tags(self) -> dict[str, Any]:
         """What the run records of the job however it ended: written once, with its end, to save the
-        driver a store write per trial."""
+        driver a store write per trial; with the state the study will be told of a trial that ended."""
         job = {"hpo.runpod_job_id": self.job_id} if self.job_id else {}
-        return {**job, "hpo.retries": self.retries, "hpo.cost_usd": f"{self.cost_usd:.6f}"}
+        state = {OPTUNA_STATE_TAG: self.optuna_state} if self.optuna_state else {}
+        return {**job, **state, "hpo.retries": self.retries, "hpo.cost_usd": f"{self.cost_usd:.6f}"}
 
     def _tags(self, status: dict[str, Any]) -> dict[str, Any]:
         output = status["output"]

@@ -184,7 +184,10 @@ def test_child_runs_are_read_again_only_while_they_can_change(
     def child(number: int, start_ms: int, state: str | None = None) -> str:
         tags = {"mlflow.parentRunId": parent_id, "hpo.trial_number": str(number)}
         tags.update({OPTUNA_STATE_TAG: state} if state else {})
-        return client.create_run(experiment_id, start_time=start_ms, tags=tags).info.run_id
+        run_id = client.create_run(experiment_id, start_time=start_ms, tags=tags).info.run_id
+        if state:
+            client.set_terminated(run_id)
+        return run_id
 
     told, running = child(0, 1_000, "COMPLETE"), child(1, 2_000)
     fetched: list[list[int]] = []
@@ -199,12 +202,15 @@ def test_child_runs_are_read_again_only_while_they_can_change(
     children, parent = ChildRuns(client), client.get_run(parent_id)
     assert sorted(children.read(parent)) == [0, 1]
 
-    client.log_metric(running, "objective", 0.5)
     client.set_tag(running, OPTUNA_STATE_TAG, "COMPLETE")
     child(2, 3_000)
     runs = children.read(parent)
     assert sorted(runs) == [0, 1, 2] and runs[0].info.run_id == told
-    assert runs[1].data.metrics["objective"] == 0.5, "a run not settled yet is read again"
     assert fetched == [[0, 1], [1, 2]], "a settled run is not read again"
+    client.log_metric(running, "objective", 0.5)
+    client.set_terminated(running)
+    runs = children.read(parent)
+    assert runs[1].data.metrics["objective"] == 0.5, "a tagged run still running is read again"
+    assert fetched[-1] == [1, 2]
     children.read(parent)
     assert fetched[-1] == [2], "once the earlier runs settle, only the newer ones are read"

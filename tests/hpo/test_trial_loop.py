@@ -341,6 +341,24 @@ def test_the_run_a_job_names_is_tagged_with_its_state(rig: Callable[..., Rig], t
     assert OPTUNA_STATE_TAG not in client.get_run(stray).data.tags, "no search: the job named its run"
 
 
+@pytest.mark.parametrize(("value", "written"), [(0.5, []), (math.nan, [(0, "FAIL")])])
+def test_the_state_is_tagged_again_only_when_the_backend_tagged_another(
+    rig: Callable[..., Rig], value: float, written: list[tuple[int, str]]
+) -> None:
+    r = rig(lambda spec, cancelled: value, n_trials=1, workers=1)
+    submit, tagged = r.backend.submit, []
+
+    def submit_tagging_complete(spec: JobSpec, slot: int) -> Any:
+        handle = submit(spec, slot)
+        handle.optuna_state = "COMPLETE"
+        return handle
+
+    r.backend.submit = submit_tagging_complete  # type: ignore[method-assign]
+    r.sweep.trial_done = lambda number, state, run_id: tagged.append((number, state))  # type: ignore[method-assign]
+    r.loop.run()
+    assert tagged == written, "a NaN the backend took for a result is a failure the sweep tags itself"
+
+
 @pytest.mark.usefixtures("sigint_stops")
 def test_ctrl_c_while_a_result_is_recorded_stops_the_loop_after_the_record(
     rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
