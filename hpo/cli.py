@@ -15,6 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hpo import interrupts
 from hpo.app import run
+from hpo.driver_imports import leave_out_unused_libraries
 from hpo.errors import HPOError
 from hpo.failures import DEBUG_ENV, report_failure
 from hpo.schema import register_configs
@@ -40,6 +41,7 @@ class _DropHydraJobNotice:
 
 def main() -> int:
     """Run hpo's Hydra app; returns the process exit code."""
+    leave_out_unused_libraries()
     debug = bool(os.environ.get(DEBUG_ENV))
     # hydra-optuna-sweeper still builds Optuna's pre-3.0 distributions; their deprecation notes are noise.
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -81,8 +81,10 @@ def main() -> None:
 
     from hpo.bench.workload import task
     from hpo.cli import CONF_DIR
+    from hpo.driver_imports import leave_out_unused_libraries
     from hpo.schema import register_configs
 
+    leave_out_unused_libraries()
     warnings.filterwarnings("ignore", category=FutureWarning)
     register_configs()
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)()

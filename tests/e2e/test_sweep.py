@@ -45,6 +45,7 @@ def test_digits_sweep_records_every_trial_in_mlflow(run_hpo: RunHPO, tmp_path: P
     assert not [m for m in driver_imports if m.split(".")[0] in ("tensorflow", "keras")], (
         "the driver process never imports TensorFlow"
     )
+    assert "pyarrow.lib" not in driver_imports, "nor pyarrow (tried by pandas: the trace lists tries)"
     assert "3 of 3 trials completed, 0 failed" in out.stdout
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
