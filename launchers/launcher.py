@@ -45,6 +45,10 @@ class HPOLauncher(Launcher):
         self._composer: JobComposer | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from hpo.sqlite_stores import commit_through_write_ahead_log
+
+        # the driver's study and MLflow stores are opened after this, by either sweeper
+        commit_through_write_ahead_log()
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function

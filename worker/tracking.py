@@ -12,6 +12,7 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from hpo.schema import trial_experiment_id
+from hpo.sqlite_stores import commit_through_write_ahead_log
 
 # seconds between two system-metric samples: trials are short, MLflow's default is 10
 SYSTEM_METRICS_INTERVAL_S = 1.0
@@ -42,6 +43,7 @@ def trial_run(
 
     A trial that raises ends FAILED with the error in the ``hpo.error`` tag; one interrupted ends KILLED.
     """
+    commit_through_write_ahead_log()
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     experiment_id = trial_experiment_id(client, tracking_uri, experiment_name, parent_run_id)

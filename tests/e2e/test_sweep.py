@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -47,6 +48,9 @@ def test_digits_sweep_records_every_trial_in_mlflow(run_hpo: RunHPO, tmp_path: P
     )
     assert "pyarrow.lib" not in driver_imports, "nor pyarrow (tried by pandas: the trace lists tries)"
     assert "3 of 3 trials completed, 0 failed" in out.stdout
+    for store in ("mlflow.db", "optuna.db"):
+        with sqlite3.connect(tmp_path / store) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",), f"{store} uses its log"
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
