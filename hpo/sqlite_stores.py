@@ -31,8 +31,13 @@ def _write_ahead(dbapi_connection: Any, _record: Any) -> None:
         return
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # SQLite answers with the mode it is left in; it raises only where the database is busy
+        (mode,) = cursor.execute("PRAGMA journal_mode=WAL").fetchone()
+        # NORMAL is safe from corruption only with the log: a rollback journal keeps its full syncs
+        if str(mode).lower() == "wal":
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        else:
+            log.debug(f"SQLite journal left as {mode}: commits sync the disk as before")
     except sqlite3.OperationalError as exc:
         # another process holds the database in its rollback journal: commits stay as they were
         log.debug(f"SQLite journal left as it is: {exc}")
