@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import itertools
 import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,8 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+
+from hpo.run_writers import RunChanges, run_writer
 
 _MODELS_DIR = "__logged_models__"
 
@@ -60,13 +61,15 @@ def replay_run(
     tags: Mapping[str, str] | None = None,
     logged_params: Mapping[str, str] | None = None,
     experiment_id: str | None = None,
+    status: str | None = None,
 ) -> None:
     """Log a packed run, and the caller's own ``metrics`` and ``tags``, into the (open) run ``run_id`` of
-    ``client``'s store, leaving its status as is.
+    ``client``'s store, then end it as ``status`` (left open without one).
 
-    Params, tags and metrics go in as few batches as MLflow allows (one for a usual trial). A caller that
-    knows the params the run already has and its experiment (``logged_params``, ``experiment_id``) saves
-    reading the run back.
+    Params, tags and metrics go in as one write (one transaction in a SQL store) that also ends the run
+    where the bundle has no files; otherwise the run ends after its datasets, artifacts and models. A
+    caller that knows the params the run already has and its experiment (``logged_params``,
+    ``experiment_id``) saves reading the run back.
     """
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
@@ -76,33 +79,33 @@ def replay_run(
     params = [Param(k, v) for k, v in bundle["params"].items() if k not in logged_params]
     all_tags = [RunTag(k, v) for k, v in {**bundle["tags"], **(tags or {})}.items()]
     points = [Metric(k, v, ts, step) for k, series in bundle["metrics"].items() for step, ts, v in series]
-    points += metrics
-    for batch in itertools.zip_longest(_chunks(points, 900), _chunks(params, 50), _chunks(all_tags, 50)):
-        batch_metrics, batch_params, batch_tags = (part or [] for part in batch)
-        client.log_batch(run_id, metrics=batch_metrics, params=batch_params, tags=batch_tags)
-    if bundle["datasets"]:
-        client.log_inputs(
-            run_id,
-            datasets=[
-                DatasetInput(Dataset(**d["dataset"]), [InputTag(k, v) for k, v in d["tags"].items()])
-                for d in bundle["datasets"]
-            ],
-        )
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(bundle["artifacts"])), mode="r:gz") as tar:
-        if not tar.getmembers():
+        members = tar.getmembers()
+        has_files = bool(members or bundle["datasets"])
+        writer = run_writer(client)
+        changes = RunChanges([*points, *metrics], params, all_tags, status=None if has_files else status)
+        writer.write(run_id, changes)
+        if not has_files:
             return
-        with tempfile.TemporaryDirectory() as tmp:
-            tar.extractall(tmp, filter="data")
-            if (Path(tmp) / "artifacts").is_dir():
-                client.log_artifacts(run_id, str(Path(tmp) / "artifacts"))
-            for name in bundle["models"]:
-                model = client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
-                client.log_model_artifacts(model.model_id, str(Path(tmp) / "models" / name))
-                client.finalize_logged_model(model.model_id, "READY")
-
-
-def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+        if bundle["datasets"]:
+            client.log_inputs(
+                run_id,
+                datasets=[
+                    DatasetInput(Dataset(**d["dataset"]), [InputTag(k, v) for k, v in d["tags"].items()])
+                    for d in bundle["datasets"]
+                ],
+            )
+        if members:
+            with tempfile.TemporaryDirectory() as tmp:
+                tar.extractall(tmp, filter="data")
+                if (Path(tmp) / "artifacts").is_dir():
+                    client.log_artifacts(run_id, str(Path(tmp) / "artifacts"))
+                for name in bundle["models"]:
+                    model = client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
+                    client.log_model_artifacts(model.model_id, str(Path(tmp) / "models" / name))
+                    client.finalize_logged_model(model.model_id, "READY")
+    if status is not None:
+        writer.write(run_id, RunChanges(status=status))
 
 
 def bundle_size(bundle: dict[str, Any]) -> int:

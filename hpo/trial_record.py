@@ -17,6 +17,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from hpo.run_bundle import replay_run
+from hpo.run_writers import RunChanges, RunWriter, run_writer
 from hpo.schema import trial_experiment_id
 
 
@@ -31,6 +32,7 @@ class TrialRecord:
         experiment_id: str | None = None,
     ) -> None:
         self.client = _client(tracking_uri)
+        self.writer = _writer(tracking_uri)
         self.run_id = run_id
         # what the run holds already, where this record opened it: saves reading it back to complete it
         self._params, self._experiment_id = params, experiment_id
@@ -46,18 +48,19 @@ class TrialRecord:
         tags: Mapping[str, str],
     ) -> TrialRecord:
         """Create the trial's child run (RUNNING) with its params and tags."""
-        client = _client(tracking_uri)
         experiment_id = _experiment_id(tracking_uri, experiment_name, parent_run_id)
         all_tags = {**tags, **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
-        run_id = client.create_run(experiment_id, run_name=run_name, tags=dict(all_tags)).info.run_id
         logged = {k: str(v)[:6000] for k, v in params.items()}
-        items = [Param(k, v) for k, v in logged.items()]
-        for i in range(0, len(items), 100):
-            client.log_batch(run_id, params=items[i : i + 100])
+        run_id = _writer(tracking_uri).create(
+            experiment_id,
+            run_name,
+            _tags(all_tags),
+            [Param(k, v) for k, v in logged.items()],
+        )
         return cls(tracking_uri, run_id, logged, experiment_id)
 
     def tag(self, tags: Mapping[str, Any]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.writer.write(self.run_id, RunChanges(tags=_tags(tags)))
 
     def complete(
         self, bundle: dict[str, Any] | None, metrics: Mapping[str, float], tags: Mapping[str, Any]
@@ -65,27 +68,28 @@ class TrialRecord:
         """Replay the worker's run (if it shipped one), add the driver's metrics and tags, end it FINISHED."""
         now = int(time.time() * 1000)
         own_metrics = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-        own_tags = {k: str(v) for k, v in tags.items()}
-        if bundle is not None:
-            replay_run(
-                bundle,
-                self.client,
-                self.run_id,
-                metrics=own_metrics,
-                tags=own_tags,
-                logged_params=self._params,
-                experiment_id=self._experiment_id,
-            )
-        else:
-            self.client.log_batch(
-                self.run_id, metrics=own_metrics, tags=[RunTag(k, v) for k, v in own_tags.items()]
-            )
-        self.client.set_terminated(self.run_id, "FINISHED")
+        if bundle is None:
+            self.writer.write(self.run_id, RunChanges(own_metrics, tags=_tags(tags), status="FINISHED"))
+            return
+        replay_run(
+            bundle,
+            self.client,
+            self.run_id,
+            metrics=own_metrics,
+            tags={k: str(v) for k, v in tags.items()},
+            logged_params=self._params,
+            experiment_id=self._experiment_id,
+            status="FINISHED",
+        )
 
     def end(self, status: str, error: str, tags: Mapping[str, Any] | None = None) -> None:
         """End the run as FAILED or KILLED, with the reason in the ``hpo.error`` tag and ``tags``."""
-        self.tag({**(tags or {}), "hpo.error": error[:5000]})
-        self.client.set_terminated(self.run_id, status)
+        error_tags = _tags({**(tags or {}), "hpo.error": error[:5000]})
+        self.writer.write(self.run_id, RunChanges(tags=error_tags, status=status))
+
+
+def _tags(tags: Mapping[str, Any]) -> list[RunTag]:
+    return [RunTag(k, str(v)) for k, v in tags.items()]
 
 
 @functools.lru_cache(maxsize=16)
@@ -98,3 +102,8 @@ def _experiment_id(tracking_uri: str, experiment_name: str, parent_run_id: str |
 def _client(tracking_uri: str) -> MlflowClient:
     """One client per store for every trial record of the sweep."""
     return MlflowClient(tracking_uri)
+
+
+@functools.lru_cache(maxsize=16)
+def _writer(tracking_uri: str) -> RunWriter:
+    return run_writer(_client(tracking_uri))
