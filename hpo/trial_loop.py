@@ -27,6 +27,7 @@ from hydra.core.utils import JobReturn, JobStatus
 
 from hpo import interrupts
 from hpo.errors import HPOError
+from hpo.heap import freeze_setup
 from hpo.live import EventLog, Snapshot, SweepView, TrialView
 from hpo.study import COST_ATTR, ERROR_ATTR, JOB_ID_ATTR, StudyState
 
@@ -136,6 +137,7 @@ class TrialLoop:
         A signal takes effect while the loop waits or between two of its steps, so a trial is never left
         half-told to the study or its MLflow run half-written (see ``hpo.interrupts``).
         """
+        freeze_setup()
         with interrupts.deferred():
             self._loop()
 

@@ -12,6 +12,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 
 from hpo import interrupts
 from hpo.errors import HPOError
+from hpo.heap import freeze_setup
 from launchers.backend import Backend, JobHandle
 from launchers.job import JobSpec, failed_return
 
@@ -134,6 +135,7 @@ def run_jobs(flight: InFlight, specs: Sequence[JobSpec]) -> list[JobReturn]:
     """
     pending = deque(specs)
     returns: dict[int, JobReturn] = {}
+    freeze_setup()
     with interrupts.deferred():
         try:
             while pending or flight.running:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from hpo.heap import freeze_setup
 from hpo.payload import JOBS_HELD_PER_WORKER, WORKER_WAIT_KEY
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -17,6 +18,7 @@ def serve(handler: Handler) -> None:
     """Run this process as a RunPod serverless worker serving ``handler`` (the worker image's command)."""
     import runpod
 
+    freeze_setup()
     runpod.serverless.start(
         {"handler": one_at_a_time(handler), "concurrency_modifier": lambda _: JOBS_HELD_PER_WORKER}
     )
