@@ -78,3 +78,23 @@ def test_after_a_stop_a_further_signal_in_the_same_block_stops_at_once() -> None
             _ctrl_c()
             cleanup.append("the user's second Ctrl-C did not stop the cleanup")
     assert cleanup == []
+
+
+def test_a_program_that_left_ctrl_c_to_python_gets_it_deferred_inside_the_block() -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    steps = []
+    with pytest.raises(KeyboardInterrupt), interrupts.deferred():
+        _ctrl_c()
+        steps.append("step finished")
+        interrupts.check()
+    assert steps == ["step finished"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_handler_of_the_program_s_own_is_left_alone() -> None:
+    seen = []
+    signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    with interrupts.deferred():
+        _ctrl_c()
+        interrupts.check()
+    assert seen == [signal.SIGINT]

@@ -153,6 +153,8 @@ def test_ctrl_c_cancels_every_running_job(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # a runner started in the background hands SIGINT down ignored, and the app would keep ignoring it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while len(list(tmp_path.glob("started_*"))) < 2 and time.monotonic() < deadline:
