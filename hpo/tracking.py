@@ -13,10 +13,34 @@ PARENT_RUN_ENV = "HPO_PARENT_RUN_ID"
 # set in a trial's job by the launcher: the MLflow run it continues (if any), the study's best so far
 TRIAL_RUN_ENV = "HPO_TRIAL_RUN_ID"
 BEST_SO_FAR_ENV = "HPO_BEST_SO_FAR"
-# the child-run tag holding the trial's Optuna state (COMPLETE, FAIL): set once the study is told, or by a
-# remote trial's backend with the run's outcome, just before
+# the child-run tag holding the trial's Optuna state (COMPLETE, FAIL): set with the run's end by the trial
+# (or a remote trial's backend), else once the study is told
 OPTUNA_STATE_TAG = "hpo.optuna_state"
 _BATCH = 100
+
+
+@dataclass(frozen=True)
+class ClosedRun:
+    """A trial run that a job closed, and the Optuna state it tagged the run with (None: it tagged none)."""
+
+    run_id: str
+    optuna_state: str | None
+
+
+# the trial runs this process closed since they were last taken (a local slot takes them after each job)
+_closed_runs: list[ClosedRun] = []
+
+
+def note_closed_run(run_id: str, optuna_state: str | None) -> None:
+    """Record that this process closed trial run ``run_id``, tagged with ``optuna_state``."""
+    _closed_runs.append(ClosedRun(run_id, optuna_state))
+
+
+def take_closed_runs() -> list[ClosedRun]:
+    """The trial runs closed since the last call, oldest first."""
+    taken = list(_closed_runs)
+    _closed_runs.clear()
+    return taken
 
 
 def resolve_tracking_uri(uri: str, base_dir: str | Path) -> str:

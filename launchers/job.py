@@ -13,7 +13,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 from omegaconf.basecontainer import BaseContainer
 
-from hpo.tracking import BEST_SO_FAR_ENV, TRIAL_RUN_ENV
+from hpo.tracking import BEST_SO_FAR_ENV, TRIAL_RUN_ENV, ClosedRun, take_closed_runs
 
 
 @dataclass
@@ -30,8 +30,17 @@ class JobSpec:
 
 
 @dataclass
+class JobResult:
+    """What a job process sends back: Hydra's return, and the trial runs the job closed (with the Optuna
+    state each was tagged with), so that the sweep knows them without searching MLflow."""
+
+    ret: JobReturn
+    closed_runs: list[ClosedRun]
+
+
+@dataclass
 class JobRunner:
-    """A picklable callable that runs one job in a fresh process and returns its ``JobReturn``.
+    """A picklable callable that runs one job in a job process and returns its ``JobResult``.
 
     It carries Hydra's singletons and OmegaConf's custom resolvers from the driver, so the job's
     config resolves in the child exactly as it would have in the driver.
@@ -42,7 +51,7 @@ class JobRunner:
     singleton_state: dict[Any, Any]
     resolvers: dict[str, Callable[..., Any]]
 
-    def __call__(self, spec: JobSpec) -> JobReturn:
+    def __call__(self, spec: JobSpec) -> JobResult:
         for name, value in ((TRIAL_RUN_ENV, spec.run_id), (BEST_SO_FAR_ENV, spec.best_so_far)):
             if value is None:
                 os.environ.pop(name, None)
@@ -52,13 +61,15 @@ class JobRunner:
         setup_globals()
         for name, resolver in self.resolvers.items():
             BaseContainer._resolvers.setdefault(name, resolver)
-        return run_job(
+        take_closed_runs()
+        ret = run_job(
             hydra_context=self.hydra_context,
             task_function=self.task_function,
             config=spec.config,
             job_dir_key="hydra.sweep.dir",
             job_subdir_key="hydra.sweep.subdir",
         )
+        return JobResult(ret, take_closed_runs())
 
 
 def failed_return(spec: JobSpec, error: BaseException) -> JobReturn:

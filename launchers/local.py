@@ -28,7 +28,8 @@ from pathlib import Path
 from hydra.core.utils import JobReturn
 
 from hpo.errors import BackendError
-from launchers.job import JobRunner, JobSpec
+from hpo.tracking import ClosedRun
+from launchers.job import JobResult, JobRunner, JobSpec
 from launchers.local_slot import JobRequest
 
 # how long a cancelled or timed-out job gets to stop after SIGTERM before its process is killed
@@ -132,6 +133,7 @@ class LocalJobHandle:
         self._timeout_s = timeout_s
         self._log_path = log_path
         self._outcome: JobReturn | BackendError | None = None
+        self._closed_runs: list[ClosedRun] = []
         self._stopping: tuple[str, float] | None = None
 
     def done(self) -> bool:
@@ -154,6 +156,16 @@ class LocalJobHandle:
         elif self._stopping is not None and now > self._stopping[1] + KILL_GRACE_S:
             self._slot.kill(signal.SIGKILL)
         return False
+
+    @property
+    def run_id(self) -> str | None:
+        """The trial's MLflow run, once the job has come back having closed it."""
+        return self._closed_runs[-1].run_id if self._closed_runs else None
+
+    @property
+    def optuna_state(self) -> str | None:
+        """The Optuna state the job tagged its trial's run with as it closed it, if it did."""
+        return self._closed_runs[-1].optuna_state if self._closed_runs else None
 
     @property
     def pending(self) -> bool:
@@ -184,12 +196,12 @@ class LocalJobHandle:
         try:
             if not self._slot.results.poll(0):
                 return False
-            ret = pickle.loads(self._slot.results.recv_bytes())
+            result = pickle.loads(self._slot.results.recv_bytes())
         except (EOFError, OSError):
             return False
-        assert isinstance(ret, JobReturn)
+        assert isinstance(result, JobResult) and isinstance(result.ret, JobReturn)
         self._slot.busy = False
-        self._outcome = ret
+        self._outcome, self._closed_runs = result.ret, result.closed_runs
         return True
 
 

@@ -1,6 +1,6 @@
 """``python -m launchers.local_slot JOBS_FD RESULTS_FD``: one local worker slot's long-lived process.
 
-It reads job requests from one pipe, runs them one at a time and writes each ``JobReturn`` to the other,
+It reads job requests from one pipe, runs them one at a time and writes each ``JobResult`` to the other,
 so Python, Hydra and whatever the task imports (TensorFlow) load once per slot instead of once per job.
 Every job runs with the driver's environment and working directory as they were when it was submitted,
 and writes its stdout and stderr to its own log. SIGTERM stops the running job with a KeyboardInterrupt
@@ -17,9 +17,13 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpo import interrupts
+from hpo.heap import freeze_setup
+
+if TYPE_CHECKING:
+    from launchers.job import JobResult
 
 # how often the process checks that the driver is still alive, and how long a job then gets to stop
 PARENT_CHECK_S = 1.0
@@ -63,17 +67,19 @@ def _redirect_output(log_path: str) -> None:
     os.close(fd)
 
 
-def _dumps_return(ret: Any, num: int) -> bytes:
-    """The pickled ``JobReturn``; a return value that cannot be pickled becomes the job's failure."""
+def _dumps_result(result: JobResult, num: int) -> bytes:
+    """The pickled ``JobResult``; a return value that cannot be pickled becomes the job's failure."""
     import cloudpickle
     from hydra.core.utils import JobStatus
 
     try:
-        return bytes(cloudpickle.dumps(ret))
+        return bytes(cloudpickle.dumps(result))
     except Exception as exc:
-        ret.status = JobStatus.FAILED
-        ret._return_value = RuntimeError(f"job #{num} returned a value that cannot be sent back: {exc}")
-        return bytes(cloudpickle.dumps(ret))
+        result.ret.status = JobStatus.FAILED
+        result.ret._return_value = RuntimeError(
+            f"job #{num} returned a value that cannot be sent back: {exc}"
+        )
+        return bytes(cloudpickle.dumps(result))
 
 
 def serve(jobs: Connection, results: Connection) -> None:
@@ -95,6 +101,7 @@ def serve(jobs: Connection, results: Connection) -> None:
         if path != runner_path:
             with open(path, "rb") as f:
                 runner, runner_path = cloudpickle.load(f), path
+            freeze_setup()
         if isinstance(request, str):
             continue
         _redirect_output(request.log_path)
@@ -103,7 +110,7 @@ def serve(jobs: Connection, results: Connection) -> None:
         os.chdir(request.cwd)
         with open(request.spec_path, "rb") as f:
             spec = pickle.load(f)
-        results.send_bytes(_dumps_return(runner(spec), request.num))
+        results.send_bytes(_dumps_result(runner(spec), request.num))
 
 
 def main() -> None:

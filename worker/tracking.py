@@ -13,9 +13,13 @@ from mlflow.tracking import MlflowClient
 
 from hpo.schema import trial_experiment_id
 from hpo.sqlite_stores import commit_through_write_ahead_log
+from hpo.tracking import OPTUNA_STATE_TAG, note_closed_run
 
 # seconds between two system-metric samples: trials are short, MLflow's default is 10
 SYSTEM_METRICS_INTERVAL_S = 1.0
+# the Optuna state of a trial whose run ends so: the state its sweep tells the study (a stopped trial's
+# state is decided later, when it runs again)
+OPTUNA_STATES = {"FINISHED": "COMPLETE", "FAILED": "FAIL"}
 
 
 class EpochLogger(keras.callbacks.Callback):
@@ -42,6 +46,8 @@ def trial_run(
     With ``system_metrics``, MLflow samples CPU, memory, disk, network (and GPU) use into ``system/...``.
 
     A trial that raises ends FAILED with the error in the ``hpo.error`` tag; one interrupted ends KILLED.
+    A run that ends FINISHED or FAILED carries its trial's Optuna state with its end, so the sweep need
+    not find and tag it once it has told the study (``hpo.tracking.take_closed_runs`` says which run).
     """
     commit_through_write_ahead_log()
     mlflow.set_tracking_uri(tracking_uri)
@@ -65,14 +71,23 @@ def trial_run(
         mlflow.log_params(dict(params))
         yield run.info.run_id
     except (KeyboardInterrupt, SystemExit):
-        mlflow.end_run("KILLED")
+        _end_run(run.info.run_id, "KILLED")
         raise
     except BaseException as exc:
-        mlflow.set_tag("hpo.error", f"{type(exc).__name__}: {exc}"[:5000])
-        mlflow.end_run("FAILED")
+        _end_run(run.info.run_id, "FAILED", {"hpo.error": f"{type(exc).__name__}: {exc}"[:5000]})
         raise
     else:
-        mlflow.end_run("FINISHED")
+        _end_run(run.info.run_id, "FINISHED")
+
+
+def _end_run(run_id: str, status: str, tags: Mapping[str, str] | None = None) -> None:
+    """End the active run with ``status``, its tags and the Optuna state that status decides."""
+    state = OPTUNA_STATES.get(status)
+    ending = {**(tags or {}), **({OPTUNA_STATE_TAG: state} if state else {})}
+    if ending:
+        mlflow.set_tags(ending)
+    mlflow.end_run(status)
+    note_closed_run(run_id, state)
 
 
 def record_devices(report: Any) -> None:

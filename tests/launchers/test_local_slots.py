@@ -96,3 +96,21 @@ def test_a_job_past_its_time_limit_is_stopped_and_failed(make_launcher: MakeLaun
     wait_done(flight, job)
     with pytest.raises(Exception, match=r"job #0 stopped without a result \(timed out after"):
         _ = launcher.collect(job).return_value
+
+
+def test_a_job_reports_the_trial_run_it_closed_and_the_state_it_tagged(make_launcher: MakeLauncher) -> None:
+    def task(cfg: DictConfig) -> int:
+        from hpo.tracking import note_closed_run
+
+        note_closed_run(f"run-{cfg.x}", "COMPLETE" if cfg.x == 1 else None)
+        return int(cfg.x)
+
+    launcher = make_launcher(task, 1)
+    flight = launcher.open()
+    first = launcher.start(launcher.prepare(["+x=1"], 0))
+    wait_done(flight, first)
+    assert (first.info("run_id"), first.info("optuna_state")) == ("run-1", "COMPLETE")
+    launcher.collect(first)
+    second = launcher.start(launcher.prepare(["+x=2"], 1))
+    wait_done(flight, second)
+    assert (second.info("run_id"), second.info("optuna_state")) == ("run-2", None), "each job its own runs"
