@@ -68,8 +68,9 @@ def deferred() -> Iterator[None]:
     raised then (or dropped, when the block ends with another exception).
 
     In a program that left Ctrl-C to Python's default handler (a Hydra app using hpo's launcher, not
-    ``python -m hpo``), the outermost block routes it here for its duration: the default handler raises
-    anywhere, inside a finalizer too, where the interrupt is lost.
+    ``python -m hpo``), the outermost block routes it here for its duration, since the default handler
+    raises anywhere. A program that ignores SIGINT (started in the background by a shell without job
+    control) keeps ignoring it.
     """
     outermost = not _now.depth
     restore = _take_ctrl_c() if outermost else None

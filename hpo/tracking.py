@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,9 @@ class ClosedRun:
     optuna_state: str | None
 
 
-# the trial runs this process closed since they were last taken (a local slot takes them after each job)
-_closed_runs: list[ClosedRun] = []
+# the trial runs this process closed since they were last taken (a local slot takes them after each job);
+# a job closes one, and a process that never takes them (a RunPod worker) keeps only the last few
+_closed_runs: deque[ClosedRun] = deque(maxlen=8)
 
 
 def note_closed_run(run_id: str, optuna_state: str | None) -> None:
