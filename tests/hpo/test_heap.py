@@ -1,3 +1,6 @@
+"""What a long-lived process's set-up leaves is frozen out of the garbage collector: its garbage collected
+first, then every object alive, once per process."""
+
 from __future__ import annotations
 
 import gc
