@@ -1,5 +1,5 @@
 """Entry point of ``python -m hpo``."""
 
-from hpo.cli import main
+from hpo.driver.cli import main
 
 raise SystemExit(main())

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from hydra.core.utils import JobReturn
 
-from launchers.job import JobSpec
+from launchers.hydra_job import JobSpec
 
 
 class JobHandle(Protocol):
@@ -22,7 +22,7 @@ class JobHandle(Protocol):
         ...
 
     def result(self) -> JobReturn:
-        """The job's return; raises an ``hpo.errors.HPOError`` when the job ended without one."""
+        """The job's return; raises an ``hpo.core.errors.HPOError`` when the job ended without one."""
         ...
 
     def cancel(self) -> None:

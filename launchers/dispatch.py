@@ -10,11 +10,11 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 
-from hpo import interrupts
-from hpo.errors import HPOError
-from hpo.heap import freeze_setup
+from hpo.core import interrupts
+from hpo.core.collector import freeze_setup
+from hpo.core.errors import HPOError
 from launchers.backend import Backend, JobHandle
-from launchers.job import JobSpec, failed_return
+from launchers.hydra_job import JobSpec, failed_return
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 from omegaconf.basecontainer import BaseContainer
 
-from hpo.errors import ConfigError
-from hpo.schema import BACKENDS
+from hpo.core.errors import ConfigError
+from hpo.core.schema import BACKENDS
 from launchers.backend import Backend
 from launchers.compose import JobComposer
-from launchers.job import JobRunner, JobSpec
+from launchers.hydra_job import JobRunner, JobSpec
 
 if TYPE_CHECKING:
     from launchers.dispatch import InFlight, Job
@@ -45,7 +45,7 @@ class HPOLauncher(Launcher):
         self._composer: JobComposer | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from hpo.sqlite_stores import commit_through_write_ahead_log
+        from hpo.core.sqlite_wal import commit_through_write_ahead_log
 
         # the driver's study and MLflow stores are opened after this, by either sweeper
         commit_through_write_ahead_log()
@@ -185,7 +185,7 @@ class HPOLauncher(Launcher):
         return LocalBackend(runner, self.params["submitit_folder"], timeout_min, workers, gpus)
 
     def _runpod_backend(self, timeout_min: int) -> Backend:
-        from hpo.payload import JOBS_HELD_PER_WORKER
+        from hpo.core.payload import JOBS_HELD_PER_WORKER
         from launchers.runpod.backend import RunPodBackend, RunPodSettings
         from launchers.runpod.job import JobPolicy
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from hydra.core.utils import JobReturn
 
-from hpo.errors import BackendError
-from hpo.tracking import ClosedRun
-from launchers.job import JobResult, JobRunner, JobSpec
+from hpo.core.closed_runs import ClosedRun
+from hpo.core.errors import BackendError
+from launchers.hydra_job import JobResult, JobRunner, JobSpec
 from launchers.local_slot import JobRequest
 
 # how long a cancelled or timed-out job gets to stop after SIGTERM before its process is killed

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from hpo import interrupts
-from hpo.heap import freeze_setup
+from hpo.core import interrupts
+from hpo.core.collector import freeze_setup
 
 if TYPE_CHECKING:
-    from launchers.job import JobResult
+    from launchers.hydra_job import JobResult
 
 # how often the process checks that the driver is still alive, and how long a job then gets to stop
 PARENT_CHECK_S = 1.0

@@ -13,8 +13,8 @@ import pytest
 
 import hydra_plugins.hpo_launchers.hpo_launcher
 import hydra_plugins.hpo_launchers.hpo_sweeper  # noqa: F401
-from hpo import interrupts
-from hpo.schema import register_configs
+from hpo.core import interrupts
+from hpo.core.schema import register_configs
 
 # Hydra's test fixtures snapshot and restore the ConfigStore around each test, so hpo's configs are
 # registered once here, before any snapshot, rather than by whichever test first imports them.
@@ -48,7 +48,7 @@ def run_hpo(tmp_path: Path) -> RunHPO:
 
 @pytest.fixture
 def sigint_stops(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Ctrl-C (SIGINT) handled by ``hpo.interrupts``, as the CLI sets it up, with no signal received yet;
+    """Ctrl-C (SIGINT) handled by ``hpo.core.interrupts``, as the CLI sets it up, with no signal received yet;
     the test process's own handler comes back afterwards."""
     monkeypatch.setattr(interrupts, "_received", [])
     before = signal.getsignal(signal.SIGINT)

@@ -20,8 +20,8 @@ from keras.utils import pad_sequences
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from hpo.errors import DatasetError
-from hpo.schema import DatasetConf, DataSource, Modality
+from hpo.core.errors import DatasetError
+from hpo.core.schema import DatasetConf, DataSource, Modality
 from worker.downloads import RawArrays, load_files, one_line
 from worker.gtsrb import load_gtsrb
 from worker.keras_datasets import KERAS_SOURCES

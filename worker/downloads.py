@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from keras.src.backend.config import keras_home
 from keras.utils import get_file
 
-from hpo.errors import DatasetError
+from hpo.core.errors import DatasetError
 
 READ_ERRORS = (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile)
 

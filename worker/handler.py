@@ -13,8 +13,8 @@ import socket
 import tempfile
 from typing import Any
 
-from hpo.errors import HPOError
-from hpo.payload import parse_payload
+from hpo.core.errors import HPOError
+from hpo.core.payload import parse_payload
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def handle(job: dict[str, Any]) -> dict[str, Any]:
     except HPOError as exc:
         log.error(f"refused payload: {exc}")
         return error_output("payload", str(exc))
-    from hpo.run_bundle import bundle_size, pack_run
+    from hpo.core.run_bundle import bundle_size, pack_run
     from worker.progress import ProgressReporter
     from worker.trial import TrialRequest, run_trial
 

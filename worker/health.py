@@ -44,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.isotonic import IsotonicRegression
 
-from hpo.schema import HealthWeights
+from hpo.core.schema import HealthWeights
 
 COMPONENTS = ("overfitting", "convergence", "gradients", "dead_units", "weight_health")
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")

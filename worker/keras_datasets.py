@@ -16,7 +16,7 @@ import numpy as np
 from keras.src.datasets.cifar import load_batch
 from keras.src.datasets.npz_utils import load_npz
 
-from hpo.schema import Modality
+from hpo.core.schema import Modality
 from worker.downloads import Parser, Remote
 
 _TF_DATASETS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"

@@ -1,7 +1,7 @@
 """Model builders: turn a model config and a dataset config into an uncompiled Keras functional model.
 
 Each family is one entry of ``_BUILDERS``; a builder checks that its config fits the dataset and raises
-:class:`~hpo.errors.ModelConfigError` before it creates any layer.
+:class:`~hpo.core.errors.ModelConfigError` before it creates any layer.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import keras
 
-from hpo.errors import ModelConfigError
-from hpo.schema import CNNConf, DatasetConf, LSTMConf, Modality
+from hpo.core.errors import ModelConfigError
+from hpo.core.schema import CNNConf, DatasetConf, LSTMConf, Modality
 
 _EXAMPLE_ACTIVATIONS = "relu, gelu, elu, selu, tanh, sigmoid, swish"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from hpo.schema import DatasetConf
+from hpo.core.schema import DatasetConf
 
 CONF_DATASETS = Path(__file__).resolve().parent.parent / "conf" / "dataset"
 

@@ -23,7 +23,7 @@ import keras
 import mlflow
 import numpy as np
 
-from hpo.schema import HPOConfig
+from hpo.core.schema import HPOConfig
 from worker import architecture, plots
 from worker.trainer import FitResult
 

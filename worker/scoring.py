@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpo.schema import ModeConf, TrainerConf
+from hpo.core.schema import ModeConf, TrainerConf
 from worker.trainer import FitResult, pipeline
 
 # examples of a fixed training batch (gradient health) and of the validation probe (dead units)

@@ -8,8 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from hpo.heap import freeze_setup
-from hpo.payload import JOBS_HELD_PER_WORKER, WORKER_WAIT_KEY
+from hpo.core.collector import freeze_setup
+from hpo.core.payload import JOBS_HELD_PER_WORKER, WORKER_WAIT_KEY
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 

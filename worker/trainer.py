@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from hpo.schema import TrainerConf
+from hpo.core.schema import TrainerConf
 
 
 @dataclass

@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpo import interrupts
-from hpo.errors import HPOError, TrialError
-from hpo.schema import validate
-from hpo.trial_info import trial_params, trial_seed, trial_tags
+from hpo.core import interrupts
+from hpo.core.errors import HPOError, TrialError
+from hpo.core.schema import validate
+from hpo.core.trial_identity import trial_params, trial_seed, trial_tags
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def run_trial(request: TrialRequest) -> TrialResult:
 
     import mlflow
 
-    from worker import runtime, tracking
+    from worker import run_logging, runtime
     from worker.datasets import load_dataset
     from worker.distribution import prepare_devices
     from worker.models import build_model
@@ -78,7 +78,7 @@ def run_trial(request: TrialRequest) -> TrialResult:
 
     seed = trial_seed(cfg.seed, request.trial_number)
     runtime.configure(seed, runtime.cpu_threads(cfg.launcher.workers))
-    with tracking.trial_run(
+    with run_logging.trial_run(
         cfg.mlflow.tracking_uri,
         cfg.mlflow.experiment_name,
         request.parent_run_id,
@@ -90,7 +90,7 @@ def run_trial(request: TrialRequest) -> TrialResult:
     ) as run_id:
         try:
             strategy, devices = prepare_devices(cfg.hardware.gpus_per_worker, cfg.trainer.mixed_precision)
-            tracking.record_devices(devices)
+            run_logging.record_devices(devices)
             data = load_dataset(cfg.dataset, split_seed=cfg.seed)
             result = fit(
                 lambda: build_model(cfg.model, cfg.dataset),
@@ -100,7 +100,7 @@ def run_trial(request: TrialRequest) -> TrialResult:
                 monitor="val_accuracy",
                 maximize=True,
                 strategy=strategy,
-                callbacks=[tracking.EpochLogger(), *request.callbacks],
+                callbacks=[run_logging.EpochLogger(), *request.callbacks],
             )
             metrics = score(cfg.mode, result, data) if math.isfinite(result.best_value) else {}
             metrics.update(evaluate_test(result, data, cfg.trainer))
@@ -115,7 +115,7 @@ def run_trial(request: TrialRequest) -> TrialResult:
         if not math.isfinite(objective):
             raise TrialError(f"trial {request.trial_number} diverged: {cfg.mode.objective} was never finite")
         if cfg.mlflow.log_model:
-            tracking.log_keras_model(result.model, data.x_val[:8])
+            run_logging.log_keras_model(result.model, data.x_val[:8])
         log_trial_reports(result.model, result, data, cfg, objective, request.best_so_far, metrics)
         trial_s = time.perf_counter() - started
         metrics.update(

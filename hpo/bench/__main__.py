@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from hpo.errors import HPOError
+from hpo.core.errors import HPOError
 
 
 def _train(args: argparse.Namespace) -> None:

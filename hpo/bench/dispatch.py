@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo.bench.workload import EVENTS_ENV, MEDIAN_ENV
-from hpo.errors import BackendError
+from hpo.core.errors import BackendError
 
 SWEEPERS = {"async": "hpo", "batch": "optuna"}
 BACKENDS = ("local", "runpod")
@@ -51,7 +51,8 @@ SEARCH_SPACE = "tag(log, interval(0.0001, 0.1))"
 PYCACHE = Path(tempfile.gettempdir()) / "hpo-bench-pycache"
 # what the driver, the slot processes and the emulator's workers import, compiled once before timing
 WARM_IMPORTS = (
-    "hpo.bench.workload_driver, hpo.bench.workload, hpo.sweeper, hpo.sweep, hpo.payload, launchers.launcher, "
+    "hpo.bench.workload_driver, hpo.bench.workload, hpo.driver.sweeper, hpo.driver.sweep_run, "
+    "hpo.core.payload, launchers.launcher, "
     "launchers.local, launchers.local_slot, launchers.dispatch, hydra_plugins.hydra_optuna_sweeper._impl, "
     "optuna.storages, sqlalchemy, alembic, mlflow, mlflow.tracking, mlflow.store.tracking.sqlalchemy_store, "
     "runpod, launchers.runpod.backend, launchers.runpod.emulator.server, aiohttp"

@@ -12,8 +12,8 @@ from typing import Any
 
 from hydra import compose, initialize_config_dir
 
-from hpo.cli import CONF_DIR
-from hpo.schema import register_configs, validate
+from hpo.core.schema import register_configs, validate
+from hpo.driver.cli import CONF_DIR
 
 
 def _config(dataset: str) -> Any:

@@ -70,7 +70,7 @@ def handle(job: dict[str, Any]) -> dict[str, Any]:
 
     Like hpo's worker it ships the trial's run back for the driver to replay, here only the objective.
     """
-    from hpo.payload import parse_payload
+    from hpo.core.payload import parse_payload
 
     payload = parse_payload(job.get("input"))
     value = run_workload(
@@ -80,7 +80,7 @@ def handle(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(payload: Any, value: float) -> dict[str, Any]:
-    """A run bundle (``hpo.run_bundle``) holding nothing but the objective, as hpo's worker logs it."""
+    """A run bundle (``hpo.core.run_bundle``) holding nothing but the objective, as hpo's worker logs it."""
     buffer = io.BytesIO()
     tarfile.open(fileobj=buffer, mode="w:gz").close()
     point = [[0, int(time.time() * 1000), value]]

@@ -80,9 +80,9 @@ def main() -> None:
     import hydra
 
     from hpo.bench.workload import task
-    from hpo.cli import CONF_DIR
-    from hpo.driver_imports import leave_out_unused_libraries
-    from hpo.schema import register_configs
+    from hpo.core.schema import register_configs
+    from hpo.driver.cli import CONF_DIR
+    from hpo.driver.imports import leave_out_unused_libraries
 
     leave_out_unused_libraries()
     warnings.filterwarnings("ignore", category=FutureWarning)

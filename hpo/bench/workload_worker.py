@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def main() -> None:
-    import hpo.payload  # noqa: F401  (the handler's import, done before the first job as a worker image does)
+    import hpo.core.payload  # noqa: F401  (the handler's import, done before the first job as a worker image does)
     from hpo.bench.workload import handle
     from worker.serverless import serve
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hpo.sweeper import HPOSweeper as _HPOSweeper
+from hpo.driver.sweeper import HPOSweeper as _HPOSweeper
 
 
 class HPOSweeper(_HPOSweeper):

@@ -11,13 +11,14 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from hpo.errors import BackendError, ConfigError
-from hpo.payload import PROTOCOL_VERSION, TrialPayload, payload_config
-from hpo.schema import validate
-from hpo.tracking import PARENT_RUN_ENV, resolve_tracking_uri
-from hpo.trial_info import trial_params, trial_tags
-from hpo.trial_record import TrialRecord
-from launchers.job import JobSpec
+from hpo.core.errors import BackendError, ConfigError
+from hpo.core.names import PARENT_RUN_ENV
+from hpo.core.payload import PROTOCOL_VERSION, TrialPayload, payload_config
+from hpo.core.schema import validate
+from hpo.core.store import resolve_tracking_uri
+from hpo.core.trial_identity import trial_params, trial_tags
+from hpo.records.remote_trial import TrialRecord
+from launchers.hydra_job import JobSpec
 from launchers.runpod.client import AuthError, Backoff, EndpointClient, UnknownJobError
 from launchers.runpod.job import JobPolicy, RunPodJobHandle
 

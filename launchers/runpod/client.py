@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from hpo.errors import BackendError
+from hpo.core.errors import BackendError
 
 # RunPod allows thousands of status requests per 10 s per endpoint; 50/s leaves room for other clients
 MIN_REQUEST_INTERVAL_S = 0.02

@@ -18,11 +18,11 @@ import yaml
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import Container, OmegaConf
 
-from hpo.errors import BackendError, HPOError, TrialError
-from hpo.payload import JOBS_HELD_PER_WORKER, WORKER_WAIT_KEY
-from hpo.tracking import OPTUNA_STATE_TAG
-from hpo.trial_record import TrialRecord
-from launchers.job import JobSpec
+from hpo.core.errors import BackendError, HPOError, TrialError
+from hpo.core.names import OPTUNA_STATE_TAG
+from hpo.core.payload import JOBS_HELD_PER_WORKER, WORKER_WAIT_KEY
+from hpo.records.remote_trial import TrialRecord
+from launchers.hydra_job import JobSpec
 from launchers.runpod.client import EndpointClient, TransientError, UnknownJobError
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from hpo.registry import registry_name
+from hpo.records.registry import registry_name
 from tests.conftest import RunHPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

@@ -15,7 +15,7 @@ import time
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import hpo.cli
+import hpo.driver.cli
 
 
 def task(cfg: DictConfig) -> float:
@@ -31,5 +31,5 @@ def task(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    hpo.cli.run = task
-    sys.exit(hpo.cli.main())
+    hpo.driver.cli.run = task
+    sys.exit(hpo.driver.cli.main())

@@ -10,8 +10,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from hpo.cli import CONF_DIR
-from hpo.schema import register_configs
+from hpo.core.schema import register_configs
+from hpo.driver.cli import CONF_DIR
 from launchers.compose import JobComposer
 
 

@@ -19,7 +19,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import TaskFunction
 from omegaconf import DictConfig
 
-from hpo.errors import BackendError
+from hpo.core.errors import BackendError
 from tests.launchers.hpo_launcher import make_launcher
 
 pytestmark = pytest.mark.slow

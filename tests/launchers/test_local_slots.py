@@ -100,7 +100,7 @@ def test_a_job_past_its_time_limit_is_stopped_and_failed(make_launcher: MakeLaun
 
 def test_a_job_reports_the_trial_run_it_closed_and_the_state_it_tagged(make_launcher: MakeLauncher) -> None:
     def task(cfg: DictConfig) -> int:
-        from hpo.tracking import note_closed_run
+        from hpo.core.closed_runs import note_closed_run
 
         note_closed_run(f"run-{cfg.x}", "COMPLETE" if cfg.x == 1 else None)
         return int(cfg.x)

@@ -11,10 +11,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from hpo.cli import CONF_DIR
-from hpo.payload import WORKER_WAIT_KEY
-from hpo.schema import register_configs
-from launchers.job import JobSpec
+from hpo.core.payload import WORKER_WAIT_KEY
+from hpo.core.schema import register_configs
+from hpo.driver.cli import CONF_DIR
+from launchers.hydra_job import JobSpec
 from launchers.runpod.job import billed_ms, save_job_config
 
 

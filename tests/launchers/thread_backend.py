@@ -9,7 +9,7 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 
-from launchers.job import JobSpec
+from launchers.hydra_job import JobSpec
 
 Task = Callable[[JobSpec, threading.Event], Any]
 

@@ -14,7 +14,7 @@ import keras
 import pytest
 from PIL import Image
 
-from hpo.schema import CNNConf, DatasetConf, DataSource, LSTMConf, Modality
+from hpo.core.schema import CNNConf, DatasetConf, DataSource, LSTMConf, Modality
 from worker import architecture
 from worker.models import build_model
 

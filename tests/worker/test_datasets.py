@@ -20,9 +20,9 @@ from keras.src.datasets.cifar import load_batch
 from keras.utils import pad_sequences
 from sklearn.model_selection import train_test_split
 
-from hpo.cli import CONF_DIR
-from hpo.errors import DatasetError
-from hpo.schema import CNNConf, DatasetConf, DataSource, Modality, validate
+from hpo.core.errors import DatasetError
+from hpo.core.schema import CNNConf, DatasetConf, DataSource, Modality, validate
+from hpo.driver.cli import CONF_DIR
 from tests.worker.conftest import GTSRB_COLOURS, write_gtsrb
 from worker import datasets, gtsrb, keras_datasets
 from worker.datasets import DatasetSplits, load_dataset

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hpo.schema import CNNConf, DatasetConf, DataSource, Modality, TrainerConf
+from hpo.core.schema import CNNConf, DatasetConf, DataSource, Modality, TrainerConf
 from worker.datasets import load_dataset
 from worker.distribution import prepare_devices
 from worker.models import build_model
@@ -30,7 +30,7 @@ MIRRORED_VS_SINGLE = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-    from hpo.schema import CNNConf, DatasetConf, DataSource, Modality, TrainerConf
+    from hpo.core.schema import CNNConf, DatasetConf, DataSource, Modality, TrainerConf
     from worker import runtime
     from worker.datasets import load_dataset
     from worker.models import build_model

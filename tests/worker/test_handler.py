@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hpo.payload import PROTOCOL_VERSION, TrialPayload
+from hpo.core.payload import PROTOCOL_VERSION, TrialPayload
 from tests.worker.test_trial import config  # noqa: F401 (the fixture)
 from worker import handler
 

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from hpo.schema import HealthWeights
+from hpo.core.schema import HealthWeights
 from worker.health import COMPONENTS, HealthReport, assess, blend
 
 WEIGHTS = HealthWeights()

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from hpo.errors import ModelConfigError
-from hpo.schema import CNNConf, DatasetConf, DataSource, LSTMConf, Modality
+from hpo.core.errors import ModelConfigError
+from hpo.core.schema import CNNConf, DatasetConf, DataSource, LSTMConf, Modality
 from worker.models import build_model
 
 BATCH = 4

@@ -14,8 +14,8 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from hpo.schema import HPOConfig, ReportsConf, validate
-from worker import plots, tracking
+from hpo.core.schema import HPOConfig, ReportsConf, validate
+from worker import plots, run_logging
 from worker.datasets import load_dataset
 from worker.models import build_model
 from worker.reports import log_trial_reports, should_plot
@@ -185,7 +185,7 @@ def test_a_failing_plot_is_skipped_with_a_warning(
 def test_trial_run_samples_system_metrics(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING"):
         monkeypatch.setenv(name, "")  # trial_run sets them; monkeypatch restores them afterwards
-    with tracking.trial_run(store, "system", None, "trial-0", {}, {}, system_metrics=True) as run_id:
+    with run_logging.trial_run(store, "system", None, "trial-0", {}, {}, system_metrics=True) as run_id:
         time.sleep(2.5)  # the first sample is logged after one 1 s interval
     metrics = MlflowClient(store).get_run(run_id).data.metrics
     assert "system/cpu_utilization_percentage" in metrics

@@ -7,7 +7,7 @@ import asyncio
 import threading
 from typing import Any
 
-from hpo.payload import WORKER_WAIT_KEY
+from hpo.core.payload import WORKER_WAIT_KEY
 from worker.serverless import one_at_a_time
 
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from hpo import interrupts
-from hpo.code_version import code_version
-from hpo.errors import ModelConfigError
-from hpo.schema import HPOConfig
+from hpo.core import interrupts
+from hpo.core.code_version import code_version
+from hpo.core.errors import ModelConfigError
+from hpo.core.schema import HPOConfig
 from worker.trial import TrialRequest, run_trial
 
 

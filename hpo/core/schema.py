@@ -1,0 +1,419 @@
+"""Structured config schemas: Hydra validates every composed config against these dataclasses.
+
+Types and key names are checked by OmegaConf when the config is composed; value ranges are checked
+by each dataclass's ``__post_init__`` when :func:`validate` turns the config into objects.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from omegaconf.nodes import IntegerNode
+
+from hpo.core.errors import ConfigError
+
+PAYLOAD_KEYS = ("seed", "dataset", "model", "mode", "hardware", "trainer", "launcher", "mlflow", "reports")
+
+
+# where trials can run: local subprocesses, or RunPod serverless workers
+BACKENDS = ("local", "runpod")
+
+
+class Modality(StrEnum):
+    image = "image"
+    text = "text"
+
+
+class DataSource(StrEnum):
+    sklearn = "sklearn"
+    keras = "keras"
+    web = "web"
+
+
+def _require(condition: bool, key: str, rule: str, value: Any) -> None:
+    if not condition:
+        raise ConfigError(f"{key} must be {rule}, got {value!r}")
+
+
+@dataclass
+class DatasetConf:
+    # name of the dataset, as its loader knows it (digits, mnist, cifar10, imdb, ...)
+    name: str = MISSING
+    # image or text: picks the default model family
+    modality: Modality = MISSING
+    # where the data comes from: scikit-learn's bundled data, Keras' loaders, or hpo's own downloader
+    source: DataSource = MISSING
+    # shape of one example: [height, width, channels] for images, [sequence_length] for text
+    input_shape: list[int] = MISSING
+    # number of target classes
+    num_classes: int = MISSING
+    # text only: keep the vocab_size most frequent words, the rest become out-of-vocabulary
+    vocab_size: int | None = None
+    # fraction of the training data held out (stratified, seeded) for validation
+    validation_split: float = 0.2
+    # train and validate on this stratified fraction of the training data, for quick sweeps
+    fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.fraction <= 1.0, "dataset.fraction", "in (0, 1]", self.fraction)
+        _require(self.num_classes >= 2, "dataset.num_classes", "at least 2", self.num_classes)
+        _require(
+            0.0 < self.validation_split < 1.0, "dataset.validation_split", "in (0, 1)", self.validation_split
+        )
+        expected_rank = 3 if self.modality == Modality.image else 1
+        _require(
+            len(self.input_shape) == expected_rank and all(d > 0 for d in self.input_shape),
+            "dataset.input_shape",
+            f"{expected_rank} positive sizes for {self.modality.value} data",
+            list(self.input_shape),
+        )
+        if self.modality == Modality.text:
+            _require(
+                self.vocab_size is not None and self.vocab_size > 2,
+                "dataset.vocab_size",
+                "set above 2 for text data",
+                self.vocab_size,
+            )
+
+
+@dataclass
+class CNNConf:
+    # model family: the builder that turns these hyperparameters into a network
+    family: str = "cnn"
+    # number of conv blocks (conv, optional batch norm, activation, 2x2 max-pool)
+    conv_layers: int = 2
+    # filters of the first conv block; each later block doubles them
+    filters: int = 32
+    # square kernel size of every conv layer
+    kernel_size: int = 3
+    # activation of conv and dense layers (any Keras activation name)
+    activation: str = "relu"
+    # batch normalisation after each conv layer
+    batch_norm: bool = False
+    # dropout rate before the classifier head
+    dropout: float = 0.25
+    # units of the hidden dense layer; 0 removes it
+    dense_units: int = 64
+
+    def __post_init__(self) -> None:
+        _require(self.conv_layers >= 1, "model.conv_layers", "at least 1", self.conv_layers)
+        _require(self.filters >= 1, "model.filters", "at least 1", self.filters)
+        _require(self.kernel_size >= 1, "model.kernel_size", "at least 1", self.kernel_size)
+        _require(0.0 <= self.dropout < 1.0, "model.dropout", "in [0, 1)", self.dropout)
+        _require(self.dense_units >= 0, "model.dense_units", "0 or more", self.dense_units)
+
+
+@dataclass
+class LSTMConf:
+    # model family: the builder that turns these hyperparameters into a network
+    family: str = "lstm"
+    # size of the learned word embedding
+    embedding_dim: int = 64
+    # units of each recurrent layer
+    units: int = 64
+    # number of stacked LSTM layers
+    layers: int = 1
+    # read sequences in both directions
+    bidirectional: bool = False
+    # dropout rate on the recurrent layers' inputs and before the classifier head
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        _require(self.embedding_dim >= 1, "model.embedding_dim", "at least 1", self.embedding_dim)
+        _require(self.units >= 1, "model.units", "at least 1", self.units)
+        _require(self.layers >= 1, "model.layers", "at least 1", self.layers)
+        _require(0.0 <= self.dropout < 1.0, "model.dropout", "in [0, 1)", self.dropout)
+
+
+@dataclass
+class HealthWeights:
+    # share of validation accuracy in the health-mode objective; the health score gets the rest
+    accuracy: float = 0.7
+    # relative weights of the health components in the health score (normalised to sum to 1)
+    overfitting: float = 1.0
+    convergence: float = 1.0
+    gradients: float = 1.0
+    dead_units: float = 1.0
+    weight_health: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.accuracy <= 1.0, "mode.weights.accuracy", "in [0, 1]", self.accuracy)
+        parts = (self.overfitting, self.convergence, self.gradients, self.dead_units, self.weight_health)
+        _require(
+            min(parts) >= 0 and sum(parts) > 0,
+            "mode.weights (components)",
+            "non-negative with a positive sum",
+            parts,
+        )
+
+
+@dataclass
+class ModeConf:
+    # name of the scoring mode: simple (validation accuracy) or health (accuracy blended with health)
+    name: str = "simple"
+    # metric the sweep optimises, as logged per trial
+    objective: str = "val_accuracy"
+    # whether a larger objective is better
+    direction: str = "maximize"
+    # health mode's blend; ignored by simple mode
+    weights: HealthWeights = field(default_factory=HealthWeights)
+
+    def __post_init__(self) -> None:
+        _require(self.name in ("simple", "health"), "mode.name", "simple or health", self.name)
+
+
+@dataclass
+class HardwareConf:
+    # name of the hardware profile
+    name: str = "cpu"
+    # launcher backend that runs the trials: local (subprocesses on this machine) or runpod (serverless GPUs)
+    backend: str = "local"
+    # GPUs given to each concurrent trial; 0 trains on the CPU
+    gpus_per_worker: int = 0
+    # what one worker costs per hour of GPU time, in USD (0 for your own hardware); feeds cost estimates
+    price_per_hour: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.gpus_per_worker >= 0, "hardware.gpus_per_worker", "0 or more", self.gpus_per_worker)
+        _require(self.backend in BACKENDS, "hardware.backend", f"one of {', '.join(BACKENDS)}", self.backend)
+        _require(self.price_per_hour >= 0, "hardware.price_per_hour", "0 or more", self.price_per_hour)
+
+
+@dataclass
+class TrainerConf:
+    # most epochs a trial trains for
+    max_epochs: int = 5
+    # examples per gradient step
+    batch_size: int = 64
+    # Adam's learning rate (per replica; see scale_batch_with_replicas)
+    learning_rate: float = 1e-3
+    # stop when the validation loss has not improved for `patience` epochs
+    early_stopping: bool = True
+    # epochs without validation-loss improvement before stopping
+    patience: int = 3
+    # on several GPUs: global batch = batch_size x replicas, learning rate x replicas (linear scaling)
+    scale_batch_with_replicas: bool = True
+    # float16 compute with float32 weights on GPUs that support it (the output layer stays float32)
+    mixed_precision: bool = False
+    # evaluate the best epoch's model on the test split and log test_accuracy (never the objective)
+    evaluate_test: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.patience >= 1, "trainer.patience", "at least 1", self.patience)
+        _require(self.max_epochs >= 1, "trainer.max_epochs", "at least 1", self.max_epochs)
+        _require(self.batch_size >= 1, "trainer.batch_size", "at least 1", self.batch_size)
+        _require(self.learning_rate > 0, "trainer.learning_rate", "positive", self.learning_rate)
+
+
+@dataclass
+class RunPodConf:
+    # serverless endpoint running hpo's worker image; RUNPOD_ENDPOINT_ID overrides it
+    endpoint_id: str | None = None
+    # RunPod's endpoint API; point it at `python -m launchers.runpod.emulator` to try the cloud path locally
+    api_base: str = "https://api.runpod.ai/v2"
+    # what to do when the endpoint is unreachable at start: fail, or run the sweep locally (with a warning)
+    fallback: str = "fail"
+    # seconds between two status polls of one job (shared across jobs to stay under RunPod's rate limits)
+    poll_interval_s: float = 1.0
+    # trials submitted beyond launcher.workers: each worker holds the next one while it trains (its next
+    # trial starts at once), and the rest wait in the endpoint's queue; null: one per worker plus one per 4
+    queue_ahead: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(
+            self.fallback in ("fail", "local"), "launcher.runpod.fallback", "fail or local", self.fallback
+        )
+        _require(
+            self.poll_interval_s > 0, "launcher.runpod.poll_interval_s", "positive", self.poll_interval_s
+        )
+        _require(
+            self.queue_ahead is None or self.queue_ahead >= 0,
+            "launcher.runpod.queue_ahead",
+            "null or at least 0",
+            self.queue_ahead,
+        )
+
+
+@dataclass
+class LauncherConf:
+    # trials run at once
+    workers: int = 2
+    # backend that runs the trials; follows the hardware profile
+    backend: str = "local"
+    # a trial running longer than this is stopped and counted as failed
+    timeout_min: int = 60
+    # resubmissions of a trial lost to the infrastructure (worker lost, timed out, API unreachable)
+    max_retries: int = 2
+    # stop submitting trials once spent plus in-flight estimated cost would pass this (USD); null: no cap
+    budget_usd: float | None = None
+    runpod: RunPodConf = field(default_factory=RunPodConf)
+
+    def __post_init__(self) -> None:
+        _require(self.workers >= 1, "launcher.workers", "at least 1", self.workers)
+        _require(self.timeout_min >= 1, "launcher.timeout_min", "at least 1", self.timeout_min)
+        _require(self.backend in BACKENDS, "launcher.backend", f"one of {', '.join(BACKENDS)}", self.backend)
+        _require(self.max_retries >= 0, "launcher.max_retries", "0 or more", self.max_retries)
+        _require(
+            self.budget_usd is None or self.budget_usd > 0, "launcher.budget_usd", "positive", self.budget_usd
+        )
+
+
+@dataclass
+class MLflowConf:
+    # MLflow tracking store; a relative sqlite path is relative to the directory hpo was started in
+    tracking_uri: str = "sqlite:///mlflow.db"
+    # experiment that holds one parent run per sweep and one child run per trial
+    experiment_name: str = "hpo"
+    # log the trained model of every trial as an MLflow Keras model
+    log_model: bool = True
+    # who logs a remote trial: the driver, from the worker's result (works with a local store), or the
+    # worker itself (needs an http(s) tracking server the workers can reach; suits large models)
+    log_from: str = "driver"
+    # register the sweep's best model in the Model Registry, under the experiment's name
+    register_best: bool = True
+    # sample CPU, memory and GPU use into each trial's run (MLflow system metrics)
+    system_metrics: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.log_from in ("driver", "worker"), "mlflow.log_from", "driver or worker", self.log_from)
+        if self.log_from == "worker":
+            _require(
+                self.tracking_uri.startswith(("http://", "https://")),
+                "mlflow.tracking_uri",
+                "an http(s) server when mlflow.log_from=worker",
+                self.tracking_uri,
+            )
+
+
+@dataclass
+class ReportsConf:
+    # which trials draw plots (curves, confusion matrix, gradients, weights): every trial, only those
+    # that beat the best so far, or none (plots cost time on short trials)
+    plots: str = "all"
+
+    def __post_init__(self) -> None:
+        _require(self.plots in ("all", "best", "none"), "reports.plots", "all, best or none", self.plots)
+
+
+@dataclass
+class HPOConfig:
+    # study seed; each trial's seed derives from it and the trial number
+    seed: int = 0
+    dataset: DatasetConf = MISSING
+    # CNNConf or LSTMConf, chosen by the model group
+    model: Any = MISSING
+    mode: ModeConf = field(default_factory=ModeConf)
+    hardware: HardwareConf = field(default_factory=HardwareConf)
+    trainer: TrainerConf = field(default_factory=TrainerConf)
+    launcher: LauncherConf = field(default_factory=LauncherConf)
+    mlflow: MLflowConf = field(default_factory=MLflowConf)
+    reports: ReportsConf = field(default_factory=ReportsConf)
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys (``trainer.max_epochs``)."""
+    if not isinstance(node, Mapping):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def validate(cfg: DictConfig | dict[str, Any]) -> HPOConfig:
+    """Check every value of an hpo config and return it as typed objects.
+
+    Each section is checked on its own and remembered, so the trials of a sweep, which share all but a
+    few sections, pay only for the ones their overrides change.
+
+    Raises:
+        ConfigError: naming the first offending key.
+    """
+    try:
+        sections = {key: _typed_section(key, text) for key, text in _section_texts(cfg).items()}
+    except OmegaConfBaseException as exc:
+        raise _config_error(exc.full_key or "config", exc) from exc
+    if missing := sorted(_REQUIRED_SECTIONS - sections.keys()):
+        raise ConfigError(f"{missing[0]}: missing mandatory value")
+    return HPOConfig(**{key: copy.deepcopy(value) for key, value in sections.items()})
+
+
+def _section_texts(cfg: DictConfig | dict[str, Any]) -> dict[str, str]:
+    """Each PAYLOAD_KEYS section of the config as JSON, every interpolation resolved (a plain dict
+    without any, such as a trial payload's config, is taken as it is)."""
+    sections = {k: cfg[k] for k in PAYLOAD_KEYS if k in cfg}
+    if isinstance(cfg, dict):
+        texts = {key: json.dumps(value, sort_keys=True) for key, value in sections.items()}
+        if not any("${" in text for text in texts.values()):
+            return texts
+    resolved = OmegaConf.to_container(OmegaConf.create(sections), resolve=True)
+    assert isinstance(resolved, dict)
+    return {str(key): json.dumps(value, sort_keys=True) for key, value in resolved.items()}
+
+
+def _config_error(where: str, exc: OmegaConfBaseException) -> ConfigError:
+    return ConfigError(f"{where}: {str(exc).strip().splitlines()[0]}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _typed_section(key: str, text: str) -> Any:
+    """One section (as JSON) checked against its schema; errors name the full key."""
+    value = json.loads(text)
+    try:
+        if key == "seed":
+            return _integer(key, value)
+        if key == "model":
+            family = value.get("family") if isinstance(value, dict) else None
+            if family not in MODEL_SCHEMAS:
+                raise ConfigError(f"model.family must be one of {sorted(MODEL_SCHEMAS)}, got {family!r}")
+            schema = MODEL_SCHEMAS[family]
+        else:
+            schema = _SECTION_SCHEMAS[key]
+        return OmegaConf.to_object(OmegaConf.merge(_schema(schema), value))
+    except OmegaConfBaseException as exc:
+        where = key if not exc.full_key or exc.full_key == key else f"{key}.{exc.full_key}"
+        raise _config_error(where, exc) from exc
+
+
+def _integer(key: str, value: Any) -> int:
+    try:
+        return int(IntegerNode(value, is_optional=False)._value())
+    except OmegaConfBaseException:
+        raise ConfigError(f"{key} must be an integer, got {value!r}") from None
+
+
+MODEL_SCHEMAS: dict[str, type] = {"cnn": CNNConf, "lstm": LSTMConf}
+_SECTION_SCHEMAS: dict[str, type] = {
+    "dataset": DatasetConf,
+    "mode": ModeConf,
+    "hardware": HardwareConf,
+    "trainer": TrainerConf,
+    "launcher": LauncherConf,
+    "mlflow": MLflowConf,
+    "reports": ReportsConf,
+}
+_REQUIRED_SECTIONS = {f.name for f in fields(HPOConfig) if f.default == MISSING}
+
+
+@functools.cache
+def _schema(node: type) -> DictConfig:
+    """The structured config of a schema dataclass, built once: ``OmegaConf.merge`` copies it, never
+    changes it, and building it was half of what validating a trial's config cost."""
+    return OmegaConf.structured(node)
+
+
+def register_configs() -> None:
+    """Register the schemas that conf/ files extend, so Hydra type-checks them on composition."""
+    cs = ConfigStore.instance()
+    cs.store(name="hpo_schema", node=HPOConfig)
+    for family, node in MODEL_SCHEMAS.items():
+        cs.store(name=f"{family}_schema", node=node)

@@ -1,0 +1,1 @@
+"""The sweep's driver: the CLI, the asynchronous sweeper and its trial loop, and the Optuna study."""

@@ -1,0 +1,171 @@
+"""hpo's sweeper: an asynchronous, resumable Optuna sweep, framed by a validated config and an MLflow run.
+
+It reads the same ``hydra.sweeper`` settings and search-space grammar as hydra-optuna-sweeper (through that
+plugin's own parsing), but instead of launching ``n_jobs`` trials as a batch and waiting for the slowest it
+keeps ``launcher.workers`` trials in flight (see ``hpo.driver.trial_loop``; ``n_jobs`` is not used) and keeps
+the study in a storage, so re-running the same command resumes it (see ``hpo.driver.study``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.types import HydraContext, TaskFunction
+from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf, TPESamplerConfig
+from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+from omegaconf import DictConfig
+
+from hpo.core.errors import ConfigError, HPOError
+from hpo.core.schema import validate
+from hpo.driver.sweep_run import Sweep
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpo.driver.search_space import SearchSpace
+    from hpo.driver.study import StudyState
+    from launchers.launcher import HPOLauncher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HPOSweeperConf(OptunaSweeperConf):
+    _target_: str = "hydra_plugins.hpo_launchers.hpo_sweeper.HPOSweeper"
+
+
+@dataclass
+class TPEAsyncSamplerConf(TPESamplerConfig):
+    """TPE for trials asked while others still run: the constant liar counts each running trial as a poor
+    result, so concurrent trials spread out instead of piling onto one point."""
+
+    constant_liar: bool = True
+
+
+class HPOSweeper(OptunaSweeper):
+    """Validates the whole config before any trial, then runs the study asynchronously inside an MLflow
+    parent run.
+
+    Hydra's callbacks turn exceptions into warnings, so the framing lives here where errors propagate.
+    """
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hpo_config = config
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from hpo.driver.search_space import SearchSpace
+        from hpo.driver.study import (
+            OBJECTIVE_ATTR,
+            PARENT_RUN_ATTR,
+            TRACKING_URI_ATTR,
+            StudyState,
+            default_storage,
+            open_study,
+            public_url,
+            reseeded,
+        )
+        from launchers.launcher import HPOLauncher
+
+        config, impl = self.hpo_config, self.sweeper
+        validate(config)
+        launcher = impl.launcher
+        if not isinstance(launcher, HPOLauncher):
+            raise ConfigError(
+                "hydra/sweeper=hpo runs its trials through hydra/launcher=hpo; with another launcher use "
+                "hydra/sweeper=optuna"
+            )
+        space = SearchSpace.parse(impl, arguments)
+        sampler, n_trials = space.grid_sampler(int(impl.n_trials))
+        directions = impl._get_directions()
+        cwd = str(config.hydra.runtime.cwd)
+        storage = str(impl.storage or default_storage(str(config.mlflow.tracking_uri), cwd))
+        name = str(impl.study_name or f"{config.mlflow.experiment_name}-{space.identity(*directions)}")
+        study = open_study(name, storage, sampler, directions)
+        state = StudyState.of(study)
+        shown = f"study '{name}' in {public_url(storage)}"
+        if state.asked >= n_trials and not state.stale:
+            print(
+                f"{shown} already has {state.asked} of {n_trials} trials; raise hydra.sweeper.n_trials or "
+                "set hydra.sweeper.study_name to start another"
+            )
+            return None
+        if state.asked:
+            study.sampler = reseeded(
+                sampler, config.hydra.sweeper.get("sampler"), int(config.seed), state.asked
+            )
+            print(
+                f"resuming {shown}: {state.complete} completed, {state.failed} failed, "
+                f"{len(state.stale)} interrupted (run again), {max(n_trials - state.asked, 0)} to ask"
+            )
+        else:
+            log.info(f"new {shown}")
+        launcher.open()
+        sweep = Sweep(
+            config,
+            study={"study_name": name, "storage": public_url(storage)},
+            resume_run_id=study.user_attrs.get(PARENT_RUN_ATTR),
+            storage_url=storage,
+        )
+        if sweep.parent.resumed:
+            sweep.sync_states(study)
+        study.set_user_attr(PARENT_RUN_ATTR, sweep.parent.run_id)
+        study.set_user_attr(TRACKING_URI_ATTR, sweep.tracking_uri)
+        study.set_user_attr(OBJECTIVE_ATTR, sweep.objective)
+        verb = "reopened" if sweep.parent.resumed else "parent run"
+        log.info(
+            f"MLflow: experiment '{sweep.experiment_name}' at {sweep.tracking_uri}, "
+            f"{verb} {sweep.parent.run_id}"
+        )
+        return self._run(sweep, study, launcher, space, state, n_trials)
+
+    def _run(
+        self,
+        sweep: Sweep,
+        study: optuna.Study,
+        launcher: HPOLauncher,
+        space: SearchSpace,
+        state: StudyState,
+        n_trials: int,
+    ) -> None:
+        from hpo.driver.live import EventLog, SweepView
+        from hpo.driver.trial_loop import LoopRules, TrialLoop
+
+        budget = self.hpo_config.launcher.get("budget_usd")
+        rules = LoopRules(
+            n_trials, float(self.sweeper.max_failure_rate), None if budget is None else float(budget)
+        )
+        try:
+            with SweepView(sweep.objective) as view:
+                loop = TrialLoop(study, launcher, space, rules, sweep, view, EventLog(sweep.sweep_dir), state)
+                loop.run()
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
+            results = sweep.close("KILLED" if interrupted else "FAILED")
+            summary = None if interrupted or isinstance(exc, HPOError) else sweep.failure_summary(results)
+            if summary:
+                raise HPOError(summary) from None
+            raise
+        results = sweep.close("FINISHED" if results_ok(study) else "FAILED")
+        summary = sweep.failure_summary(results)
+        if summary:
+            raise HPOError(summary)
+        print(results.describe())
+        print(f"results: {sweep.results_path}")
+        print(f"browse:  mlflow ui --backend-store-uri {sweep.tracking_uri}")
+
+
+def results_ok(study: optuna.Study) -> bool:
+    """Whether the study holds at least one completed trial."""
+    from optuna.trial import TrialState
+
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="hpo", node=HPOSweeperConf, provider="hpo")
+ConfigStore.instance().store(
+    group="hydra/sweeper/sampler", name="tpe_async", node=TPEAsyncSamplerConf, provider="hpo"
+)

@@ -1,0 +1,339 @@
+"""The asynchronous ask-and-tell loop: ``workers`` trials always in flight, each result told at once.
+
+Rules:
+- New trials are asked while the study holds fewer than ``n_trials``; trials an earlier driver left RUNNING
+  are run again first, as the same Optuna trials (a RunPod job is re-attached when it is known).
+- While every slot is busy, the next trial is asked and its config composed ahead, so that a slot that
+  frees starts it at once (not with a budget, where each trial is asked only once the last costs are in).
+- A job that fails, or returns NaN or inf, is a FAIL trial, never a crash of the sweep.
+- ``max_failure_rate`` is failed / finished trials over the whole study (earlier runs of it included). It
+  is exceeded once that rate passes it with at least ``min(workers, n_trials)`` trials finished (the first
+  trials alone do not decide), or as soon as the failures outnumber ``max_failure_rate * n_trials`` (the
+  study can no longer end under it). Exceeding it cancels the running trials and raises an ``HPOError``.
+- With ``launcher.budget_usd``, no new trial is asked once the cost of the finished trials plus the mean
+  cost of one trial for each running one and for the new one would pass it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hydra.core.utils import JobReturn, JobStatus
+
+from hpo.core import interrupts
+from hpo.core.collector import freeze_setup
+from hpo.core.errors import HPOError
+from hpo.core.names import ERROR_TAG
+from hpo.driver.live import EventLog, Snapshot, SweepView, TrialView
+from hpo.driver.study import COST_ATTR, JOB_ID_ATTR, StudyState
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from hpo.driver.search_space import SearchSpace
+    from hpo.driver.sweep_run import Sweep
+    from hpo.records.sweep_runs import TrialRun
+    from launchers.dispatch import Job
+    from launchers.hydra_job import JobSpec
+    from launchers.launcher import HPOLauncher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReadyTrial:
+    """A trial asked (or taken up again) with its job composed, waiting for a free slot."""
+
+    trial: optuna.Trial
+    spec: JobSpec
+    run_id: str | None = None
+    job_id: str | None = None
+
+    @property
+    def resumed(self) -> bool:
+        return self.run_id is not None or self.job_id is not None
+
+
+@dataclass
+class Stopped:
+    """A collected job: its objective values, or why its trial failed."""
+
+    job: Job
+    values: list[float] | None
+    error: str | None
+
+
+@dataclass
+class LoopRules:
+    """How many trials to run and when to stop early."""
+
+    n_trials: int
+    max_failure_rate: float
+    budget_usd: float | None = None
+
+
+def outcome(ret: JobReturn, n_objectives: int) -> tuple[list[float] | None, str | None]:
+    """A job's objective values, or why the trial failed (it raised, or returned no finite number)."""
+    if ret.status != JobStatus.COMPLETED:
+        error = ret._return_value
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return None, text
+    raw = ret._return_value
+    try:
+        values = [float(raw)] if n_objectives == 1 else [float(v) for v in raw]
+    except (TypeError, ValueError):
+        return None, f"returned {raw!r}, not {n_objectives} number(s)"
+    if len(values) != n_objectives:
+        return None, f"returned {len(values)} values for {n_objectives} objectives"
+    if not all(math.isfinite(v) for v in values):
+        return None, f"returned {raw} (not finite)"
+    return values, None
+
+
+class TrialLoop:
+    """Keeps the launcher's slots busy with the study's trials and tells each result as it comes."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        launcher: HPOLauncher,
+        space: SearchSpace,
+        rules: LoopRules,
+        sweep: Sweep,
+        view: SweepView,
+        events: EventLog,
+        state: StudyState,
+    ) -> None:
+        self.study, self.launcher, self.space, self.rules = study, launcher, space, rules
+        self.sweep, self.view, self.events = sweep, view, events
+        self.started = time.monotonic()
+        self.maximize = len(study.directions) == 1 and study.directions[0].name == "MAXIMIZE"
+        self.complete, self.failed, self.asked = state.complete, state.failed, state.asked
+        self.stale: deque[FrozenTrial] = deque(state.stale)
+        self.best = study.best_value if state.complete and len(study.directions) == 1 else None
+        self.costs = [
+            float(t.user_attrs[COST_ATTR])
+            for t in study.get_trials(deepcopy=False)
+            if COST_ATTR in t.user_attrs
+        ]
+        self.durations: list[float] = []
+        self.trials: dict[int, optuna.Trial] = {}
+        # trials told to the study, not recorded yet: number, state, run id if the job knows it, and whether
+        # the backend tagged that state with the run's outcome already
+        self.told: list[tuple[int, str, str | None, bool]] = []
+        self.job_ids: set[int] = set()
+        self.first_failure: str | None = None
+        self.over_budget = False
+        self.ready: ReadyTrial | None = None
+
+    def run(self) -> None:
+        """Run trials until the study is complete; on any interruption cancel the running ones first.
+
+        A signal takes effect while the loop waits or between two of its steps, so a trial is never left
+        half-told to the study or its MLflow run half-written (see ``hpo.core.interrupts``).
+        """
+        freeze_setup()
+        with interrupts.deferred():
+            self._loop()
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                interrupts.check()
+                stopped = [self._collect(job) for job in self.launcher.finished()]
+                if stopped and self.ready is not None:
+                    # the trial composed ahead takes a freed slot before the study is told anything
+                    self._start(self.ready)
+                    self.ready = None
+                for stop in stopped:
+                    self._tell(stop)
+                self._fill()
+                idle = not self.told
+                self._record()
+                if not self.trials:
+                    return
+                self._note_job_ids()
+                self.view.update(self.snapshot())
+                if idle:
+                    self.launcher.wait()
+        except BaseException:
+            self.launcher.cancel_all()
+            self._record()
+            raise
+
+    def _fill(self) -> None:
+        while self.launcher.free_slots:
+            ready, self.ready = self.ready, None
+            ready = ready or self._next()
+            if ready is None:
+                return
+            self._start(ready)
+        if self.ready is None and self.rules.budget_usd is None and not self.stale:
+            self.ready = self._next()
+
+    def _start(self, ready: ReadyTrial) -> None:
+        self.launcher.start(ready.spec, self.best, run_id=ready.run_id, job_id=ready.job_id)
+        self.trials[ready.trial.number] = ready.trial
+        self.events.write("submit", ready.trial.number, resumed=ready.resumed)
+
+    def _next(self) -> ReadyTrial | None:
+        """The next trial to run, with its job composed: a stale one first, else a new one if one may be
+        asked."""
+        import optuna
+
+        run_id = job_id = None
+        while self.stale:
+            frozen = self.stale.popleft()
+            runs = self.sweep.parent.trial_runs(frozen.number)
+            if self._adopt(frozen, runs):
+                continue
+            trial = optuna.Trial(self.study, frozen._trial_id)
+            run_id = runs[-1].run_id if runs else None
+            job_id = frozen.user_attrs.get(JOB_ID_ATTR)
+            break
+        else:
+            if not self._may_ask():
+                return None
+            trial = self.study.ask()
+            self.asked += 1
+        spec = self.launcher.prepare(self.space.overrides(trial), trial.number)
+        return ReadyTrial(trial, spec, run_id, job_id)
+
+    def _adopt(self, frozen: FrozenTrial, runs: list[TrialRun]) -> bool:
+        """Tell a stale trial whose job finished after its driver stopped; False when it must run again."""
+        if len(self.study.directions) != 1:
+            return False
+        done = [r for r in runs if r.status == "FINISHED"]
+        value = done[-1].objective if done else None
+        if value is None or not math.isfinite(value):
+            return False
+        log.info(f"#{frozen.number} finished after its driver stopped: {value}")
+        self.study.tell(frozen.number, [value])
+        self.sweep.trial_done(frozen.number, "COMPLETE")
+        self.complete += 1
+        self._improve(value)
+        return True
+
+    def _may_ask(self) -> bool:
+        if self.asked >= self.rules.n_trials or self.over_budget:
+            return False
+        budget = self.rules.budget_usd
+        if budget is None or not self.costs:
+            return True
+        spent, mean = sum(self.costs), sum(self.costs) / len(self.costs)
+        if spent + mean * (len(self.trials) + 1) <= budget:
+            return True
+        self.over_budget = True
+        log.warning(
+            f"launcher.budget_usd={budget:g}: ${spent:.2f} spent and ~${mean:.2f} a trial, so no new trial "
+            f"starts ({len(self.trials)} still running, {self.rules.n_trials - self.asked} not asked)"
+        )
+        return False
+
+    def _collect(self, job: Job) -> Stopped:
+        """A stopped job's outcome, its slot freed and its end recorded."""
+        ret = self.launcher.collect(job)
+        values, error = outcome(ret, len(self.study.directions))
+        if error is not None and ret.status == JobStatus.COMPLETED:
+            log.warning(f"#{job.num} {error}: counted as a failed trial")
+        self.durations.append(job.elapsed_s)
+        state = "COMPLETE" if error is None else "FAIL"
+        self.events.write("finish", job.num, state=state, value=values[0] if values else None)
+        return Stopped(job, values, error)
+
+    def _tell(self, stop: Stopped) -> None:
+        """Tell the study a stopped job's result (slower bookkeeping waits for ``_record``)."""
+        from optuna.trial import TrialState
+
+        job, values, error = stop.job, stop.values, stop.error
+        trial = self.trials.pop(job.num)
+        cost = job.info("cost_usd")
+        if cost is not None:
+            trial.set_user_attr(COST_ATTR, float(cost))
+            self.costs.append(float(cost))
+        if values is not None:
+            self._tell_study(trial, values, TrialState.COMPLETE)
+            self.complete += 1
+            if len(values) == 1:
+                self._improve(values[0])
+        else:
+            trial.set_user_attr(ERROR_TAG, str(error)[:1000])
+            self._tell_study(trial, None, TrialState.FAIL)
+            self.failed += 1
+            self.first_failure = self.first_failure or f"trial #{job.num}: {error}"
+        state = "COMPLETE" if values is not None else "FAIL"
+        self.told.append((job.num, state, job.info("run_id"), job.info("optuna_state") == state))
+        self._check_failure_rate()
+
+    def _record(self) -> None:
+        """Tag the told trials' runs, call the per-trial hook and show the progress."""
+        while self.told:
+            number, state, run_id, tagged = self.told.pop(0)
+            if not tagged:
+                self.sweep.trial_done(number, state, run_id)
+            self.sweep.trial_finished(self.study)
+            self.view.trial_finished(self.snapshot())
+
+    def _tell_study(self, trial: optuna.Trial, values: list[float] | None, state: Any) -> None:
+        try:
+            self.study.tell(trial, values, state=state)
+        except RuntimeError as exc:
+            # Optuna's GridSampler stops the study once the grid is done, which outside optimize() raises
+            if "Study.stop" not in str(exc):
+                raise
+
+    def _improve(self, value: float) -> None:
+        if self.best is None or (value > self.best if self.maximize else value < self.best):
+            self.best = value
+
+    def _check_failure_rate(self) -> None:
+        finished = self.complete + self.failed
+        rate = self.rules.max_failure_rate
+        if not self.failed:
+            return
+        observed = (
+            finished >= min(self.launcher.workers, self.rules.n_trials) and self.failed / finished > rate
+        )
+        if observed or self.failed > rate * self.rules.n_trials:
+            raise HPOError(
+                f"{self.failed} of {finished} finished trials failed, over hydra.sweeper.max_failure_rate="
+                f"{rate:g}: the sweep stopped and its running trials were cancelled; {self.first_failure} "
+                f"(logs under {self.sweep.sweep_dir})"
+            )
+
+    def _note_job_ids(self) -> None:
+        """Record each remote job's id in its trial as soon as it has one, so a new driver can re-attach."""
+        for job in self.launcher.running:
+            job_id = job.info("job_id")
+            if job_id is not None and job.num not in self.job_ids and job.num in self.trials:
+                self.trials[job.num].set_user_attr(JOB_ID_ATTR, str(job_id))
+                self.job_ids.add(job.num)
+
+    def snapshot(self) -> Snapshot:
+        running = [
+            TrialView(job.num, job.elapsed_s, job.info("progress"), job.info("retries"))
+            for job in self.launcher.running
+        ]
+        queued = 0 if self.over_budget else max(self.rules.n_trials - self.asked, 0) + len(self.stale)
+        queued += self.ready is not None
+        eta = None
+        if self.durations:
+            mean = sum(self.durations) / len(self.durations)
+            left = queued * mean + sum(max(mean - t.elapsed_s, 0.0) for t in running)
+            eta = left / self.launcher.workers
+        return Snapshot(
+            n_trials=self.rules.n_trials,
+            queued=queued,
+            completed=self.complete,
+            failed=self.failed,
+            best=self.best,
+            elapsed_s=time.monotonic() - self.started,
+            eta_s=eta,
+            running=running,
+        )

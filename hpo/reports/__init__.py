@@ -1,0 +1,1 @@
+"""A sweep's reports: results, ``trials.csv``, Optuna's plots and ``python -m hpo.reports``."""

@@ -1,0 +1,386 @@
+"""The asynchronous ask-and-tell loop, on hpo's real config, launcher, study and MLflow parent run, with
+jobs run in threads so that each test takes seconds."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from hydra._internal.callbacks import Callbacks
+from hydra._internal.hydra import Hydra
+from hydra._internal.utils import create_config_search_path
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
+from hydra.types import HydraContext, RunMode
+from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+from optuna.distributions import UniformDistribution
+from optuna.trial import TrialState
+
+from hpo.core.code_version import code_version
+from hpo.core.errors import HPOError
+from hpo.core.names import ERROR_TAG, OPTUNA_STATE_TAG
+from hpo.driver.cli import CONF_DIR
+from hpo.driver.live import EVENTS_FILE, EventLog, SweepView
+from hpo.driver.search_space import SearchSpace
+from hpo.driver.study import COST_ATTR, StudyState
+from hpo.driver.sweep_run import Sweep
+from hpo.driver.trial_loop import LoopRules, TrialLoop
+from launchers.hydra_job import JobSpec
+from launchers.launcher import HPOLauncher
+from tests.launchers.thread_backend import ThreadBackend
+
+SPACE = {"trainer.learning_rate": "interval(0.0, 1.0)"}
+
+
+def _ask(study: optuna.Study) -> optuna.Trial:
+    """Ask a trial the way hydra-optuna-sweeper does (with Optuna's pre-3.0 class, kept by the storage)."""
+    trial = study.ask()
+    trial._suggest("trainer.learning_rate", UniformDistribution(0.0, 1.0))
+    return trial
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow store for the module: creating its tables is the slow part."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@dataclass
+class Rig:
+    study: optuna.Study
+    backend: ThreadBackend
+    sweep: Sweep
+    loop: TrialLoop
+
+
+@pytest.fixture
+def rig(tmp_path: Path, tracking_uri: str, hydra_restore_singletons: Any) -> Callable[..., Rig]:
+    """Build a loop over a new study: ``task(spec, cancelled)`` runs each trial in a thread."""
+
+    def build(
+        task: Callable[[JobSpec, threading.Event], Any],
+        *,
+        n_trials: int,
+        workers: int = 2,
+        max_failure_rate: float = 1.0,
+        budget_usd: float | None = None,
+        cost_usd: float | None = None,
+        study: optuna.Study | None = None,
+    ) -> Rig:
+        hydra = Hydra.create_main_hydra2(
+            task_name="hpo", config_search_path=create_config_search_path(str(CONF_DIR))
+        )
+        cfg = hydra.compose_config(
+            config_name="config",
+            overrides=[
+                f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                f"mlflow.tracking_uri={tracking_uri}",
+                f"mlflow.experiment_name=loop-{tmp_path.name}",
+                f"launcher.workers={workers}",
+                "hydra.launcher.poll_interval_s=0.02",
+            ],
+            run_mode=RunMode.MULTIRUN,
+            with_log_configuration=False,
+        )
+        HydraConfig.instance().set_config(cfg)
+        context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(cfg))
+        launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=context, task_function=lambda c: None, config=cfg
+        )
+        assert isinstance(launcher, HPOLauncher)
+        backend = ThreadBackend(task, cost_usd)
+        launcher.open(backend=backend)
+        sampler = optuna.samplers.RandomSampler(seed=0)
+        impl = OptunaSweeperImpl(
+            sampler,
+            "maximize",
+            None,
+            None,
+            n_trials,
+            workers,
+            max_failure_rate,
+            None,
+            None,
+            OmegaConf.create(SPACE),
+        )
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = study or optuna.create_study(direction="maximize", sampler=sampler)
+        sweep = Sweep(cfg, study={"study_name": study.study_name, "storage": "memory"})
+        loop = TrialLoop(
+            study,
+            launcher,
+            SearchSpace.parse(impl, []),
+            LoopRules(n_trials, max_failure_rate, budget_usd),
+            sweep,
+            SweepView("objective", live=False),
+            EventLog(sweep.sweep_dir),
+            StudyState.of(study),
+        )
+        return Rig(study, backend, sweep, loop)
+
+    return build
+
+
+def _lr(spec: JobSpec) -> float:
+    return float(spec.config.trainer.learning_rate)
+
+
+def _events(rig: Rig) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (rig.sweep.sweep_dir / EVENTS_FILE).read_text().splitlines()]
+
+
+def test_a_finished_trial_is_replaced_at_once(rig: Callable[..., Rig]) -> None:
+    def task(spec: JobSpec, cancelled: threading.Event) -> float:
+        time.sleep(0.1 + 0.8 * (spec.num % 3))  # uneven durations: a batch would wait for the slowest
+        return _lr(spec)
+
+    r = rig(task, n_trials=9, workers=3)
+    r.loop.run()
+    assert [t.state for t in r.study.trials] == [TrialState.COMPLETE] * 9
+    events = _events(r)
+    running, submitted, gaps = 0, 0, []
+    for before, after in zip(events, events[1:], strict=False):
+        running += 1 if before["event"] == "submit" else -1
+        submitted += before["event"] == "submit"
+        assert running <= 3
+        if submitted >= 3 and submitted < 9 and running < 3:
+            gaps.append(after["t"] - before["t"])
+    assert gaps and max(gaps) < 0.5, f"a freed slot waits for the next trial: {gaps}"
+    assert sorted(spec.num for spec in r.backend.submitted) == list(range(9)), "job number = trial number"
+
+
+def test_nan_and_raising_trials_are_failed_trials(rig: Callable[..., Rig]) -> None:
+    def task(spec: JobSpec, cancelled: threading.Event) -> float:
+        if spec.num == 1:
+            return math.nan
+        if spec.num == 2:
+            raise ValueError("trial two is broken")
+        return _lr(spec)
+
+    r = rig(task, n_trials=5)
+    r.loop.run()
+    states = {t.number: t.state for t in r.study.trials}
+    assert states == {
+        0: TrialState.COMPLETE,
+        1: TrialState.FAIL,
+        2: TrialState.FAIL,
+        3: TrialState.COMPLETE,
+        4: TrialState.COMPLETE,
+    }
+    errors = {t.number: t.user_attrs.get(ERROR_TAG) for t in r.study.trials}
+    assert errors[1] == "returned nan (not finite)"
+    assert errors[2] == "trial two is broken"
+
+
+def test_the_failure_rate_counts_the_whole_study_and_stops_it(rig: Callable[..., Rig]) -> None:
+    def task(spec: JobSpec, cancelled: threading.Event) -> float:
+        if spec.num >= 3:
+            cancelled.wait(5)  # a slow trial still running when the sweep stops
+        if spec.num in (1, 2):
+            raise ValueError(f"trial {spec.num} is broken")
+        return _lr(spec)
+
+    r = rig(task, n_trials=10, workers=2, max_failure_rate=0.5)
+    with pytest.raises(
+        HPOError, match=r"2 of 3 finished trials failed, over hydra.sweeper.max_failure_rate=0.5"
+    ):
+        r.loop.run()
+    states = [t.state for t in r.study.trials]
+    assert states.count(TrialState.FAIL) == 2 and states.count(TrialState.COMPLETE) == 1
+    assert TrialState.RUNNING in states, "the cancelled trial stays RUNNING, to run again on resume"
+    assert len(states) < 10
+
+
+def test_one_early_failure_does_not_stop_the_sweep(rig: Callable[..., Rig]) -> None:
+    def task(spec: JobSpec, cancelled: threading.Event) -> float:
+        if spec.num == 0:
+            raise ValueError("the first trial is broken")
+        time.sleep(0.2)
+        return _lr(spec)
+
+    r = rig(task, n_trials=6, workers=3, max_failure_rate=0.4)
+    r.loop.run()
+    assert [t.state for t in r.study.trials].count(TrialState.COMPLETE) == 5
+
+
+def test_the_budget_stops_new_trials(rig: Callable[..., Rig]) -> None:
+    def task(spec: JobSpec, cancelled: threading.Event) -> float:
+        time.sleep(0.1 * (spec.num + 1))
+        return _lr(spec)
+
+    r = rig(task, n_trials=10, workers=2, budget_usd=3.5, cost_usd=1.0)
+    r.loop.run()
+    costs = [t.user_attrs[COST_ATTR] for t in r.study.trials]
+    assert len(costs) == 3 and sum(costs) <= 3.5
+
+
+def test_trials_left_running_are_run_again_as_the_same_trials(
+    rig: Callable[..., Rig], tmp_path: Path
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    done = _ask(study)
+    study.tell(done, 0.5)
+    left = _ask(study)
+    lr = left.params["trainer.learning_rate"]
+
+    r = rig(
+        lambda spec, cancelled: _lr(spec),
+        n_trials=4,
+        study=optuna.load_study(study_name="s", storage=storage),
+    )
+    r.loop.run()
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert trials[1].params["trainer.learning_rate"] == lr and trials[1].value == pytest.approx(lr)
+    assert [spec.num for spec in r.backend.submitted] == [1, 2, 3], "the completed trial is not run again"
+
+
+def test_a_trial_that_finished_after_its_driver_died_is_not_run_again(
+    rig: Callable[..., Rig], tmp_path: Path
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    _ask(study)
+    r = rig(
+        lambda spec, cancelled: _lr(spec),
+        n_trials=2,
+        study=optuna.load_study(study_name="s", storage=storage),
+    )
+    client = MlflowClient(r.sweep.tracking_uri)
+    run = client.create_run(
+        r.sweep.parent.experiment_id,
+        tags={"mlflow.parentRunId": r.sweep.parent.run_id, "hpo.trial_number": "0"},
+    )
+    client.log_metric(run.info.run_id, "objective", 0.75)
+    client.set_terminated(run.info.run_id, "FINISHED")
+
+    r.loop.run()
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.value for t in trials][0] == 0.75 and [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert [spec.num for spec in r.backend.submitted] == [1]
+    assert client.get_run(run.info.run_id).data.tags[OPTUNA_STATE_TAG] == "COMPLETE"
+
+
+def test_the_next_trial_is_ready_before_a_slot_frees(rig: Callable[..., Rig]) -> None:
+    def task(spec: JobSpec, cancelled: threading.Event) -> float:
+        time.sleep(0.3)
+        return _lr(spec)
+
+    r = rig(task, n_trials=5, workers=2)
+    r.loop.run()
+    trials = r.study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5, "no trial asked beyond n_trials"
+    first_told = min(t.datetime_complete for t in trials[:2] if t.datetime_complete)
+    assert trials[2].datetime_start and trials[2].datetime_start < first_told, "asked while both slots ran"
+
+
+def test_a_trial_asked_ahead_is_run_after_an_interruption(
+    rig: Callable[..., Rig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    resumed = threading.Event()
+
+    def task(spec: JobSpec, cancelled: threading.Event) -> float:
+        if not resumed.is_set():
+            cancelled.wait(5)
+        return _lr(spec)
+
+    r = rig(task, n_trials=4, study=optuna.load_study(study_name="s", storage=storage))
+    with monkeypatch.context() as patch:
+        patch.setattr(r.loop.launcher, "wait", lambda: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            r.loop.run()
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.RUNNING] * 3, "two started, one asked ahead"
+    assert [spec.num for spec in r.backend.submitted] == [0, 1]
+
+    resumed.set()
+    rules = LoopRules(4, 1.0)
+    view, events = SweepView("objective", live=False), EventLog(r.sweep.sweep_dir)
+    TrialLoop(study, r.loop.launcher, r.loop.space, rules, r.sweep, view, events, StudyState.of(study)).run()
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert [spec.num for spec in r.backend.submitted] == [0, 1, 0, 1, 2, 3], "the same trials, then the last"
+
+
+def test_the_parent_run_names_the_code_version(rig: Callable[..., Rig]) -> None:
+    r = rig(lambda spec, cancelled: _lr(spec), n_trials=1)
+    tags = MlflowClient(r.sweep.tracking_uri).get_run(r.sweep.parent.run_id).data.tags
+    assert tags.get("hpo.code_version") == code_version(), "the checkout's commit, when there is one"
+
+
+def test_the_run_a_job_names_is_tagged_with_its_state(rig: Callable[..., Rig], tracking_uri: str) -> None:
+    r = rig(lambda spec, cancelled: _lr(spec), n_trials=1, workers=1)
+    client = MlflowClient(tracking_uri)
+    tags = {"mlflow.parentRunId": r.sweep.parent.run_id, "hpo.trial_number": "0"}
+    own = client.create_run(r.sweep.parent.experiment_id, tags=tags).info.run_id
+    stray = client.create_run(r.sweep.parent.experiment_id, tags=tags).info.run_id
+    submit = r.backend.submit
+
+    def submit_naming_its_run(spec: JobSpec, slot: int) -> Any:
+        handle = submit(spec, slot)
+        handle.run_id = own
+        return handle
+
+    r.backend.submit = submit_naming_its_run  # type: ignore[method-assign]
+    r.loop.run()
+    assert client.get_run(own).data.tags[OPTUNA_STATE_TAG] == "COMPLETE"
+    assert OPTUNA_STATE_TAG not in client.get_run(stray).data.tags, "no search: the job named its run"
+
+
+@pytest.mark.parametrize(("value", "written"), [(0.5, []), (math.nan, [(0, "FAIL")])])
+def test_the_state_is_tagged_again_only_when_the_backend_tagged_another(
+    rig: Callable[..., Rig], value: float, written: list[tuple[int, str]]
+) -> None:
+    r = rig(lambda spec, cancelled: value, n_trials=1, workers=1)
+    submit, tagged = r.backend.submit, []
+
+    def submit_tagging_complete(spec: JobSpec, slot: int) -> Any:
+        handle = submit(spec, slot)
+        handle.optuna_state = "COMPLETE"
+        return handle
+
+    r.backend.submit = submit_tagging_complete  # type: ignore[method-assign]
+    r.sweep.trial_done = lambda number, state, run_id: tagged.append((number, state))  # type: ignore[method-assign]
+    r.loop.run()
+    assert tagged == written, "a NaN the backend took for a result is a failure the sweep tags itself"
+
+
+@pytest.mark.usefixtures("sigint_stops")
+def test_ctrl_c_while_a_result_is_recorded_stops_the_loop_after_the_record(
+    rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def task(spec: JobSpec, cancelled: threading.Event) -> float:
+        if spec.num:
+            cancelled.wait(30)
+        return _lr(spec)
+
+    r = rig(task, n_trials=4)
+    trial_done = r.sweep.trial_done
+    recorded = []
+
+    def ctrl_c_midway(number: int, state: str, run_id: str | None = None) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        trial_done(number, state, run_id)
+        recorded.append(number)
+
+    monkeypatch.setattr(r.sweep, "trial_done", ctrl_c_midway)
+    with pytest.raises(KeyboardInterrupt):
+        r.loop.run()
+    assert recorded == [0], "the record under way when the signal came was finished"
+    assert [t.state for t in r.study.trials][:2] == [TrialState.COMPLETE, TrialState.RUNNING]
+    assert not r.loop.launcher.running, "the running trial was cancelled"
