@@ -1,8 +1,13 @@
-"""The interface every launcher backend implements: submit a job, poll it, collect or cancel it."""
+"""The interface every launcher backend implements: submit a job, poll it, collect or cancel it.
+
+Backends and their handles subclass these protocols, so the features a backend lacks keep the defaults
+declared here and the sweeper never has to ask whether a backend has one.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from hydra.core.utils import JobReturn
 
@@ -10,12 +15,18 @@ from launchers.hydra_job import JobSpec
 
 
 class JobHandle(Protocol):
-    """A submitted job.
+    """A submitted job, and what its backend can tell of it while it runs."""
 
-    A handle may also report ``progress`` (a dict with ``epoch``, ``epochs`` and ``val_accuracy``, or None),
-    ``job_id`` (the backend's id for the job, once it has one), ``retries`` and ``cost_usd``; the sweeper
-    shows and records whichever it finds.
-    """
+    # the trial's last reported epoch: a dict with epoch, epochs and val_accuracy (None: none reported)
+    progress: dict[str, Any] | None = None
+    # the backend's id for the job, once it has one (a job that outlives the driver is followed by it)
+    job_id: str | None = None
+    # the trial's MLflow run, and the Optuna state the job tagged it with, once known
+    run_id: str | None = None
+    optuna_state: str | None = None
+    # resubmissions after infrastructure failures, and the estimated cost so far (USD)
+    retries: int = 0
+    cost_usd: float | None = None
 
     def done(self) -> bool:
         """Whether the job has stopped, successfully or not; never blocks."""
@@ -31,14 +42,21 @@ class JobHandle(Protocol):
 
 
 class Backend(Protocol):
-    """Runs jobs somewhere: local subprocesses or remote workers.
+    """Runs jobs somewhere: local subprocesses or remote workers."""
 
-    A backend whose jobs outlive the driver may also offer ``attach(spec, job_id, run_id) -> JobHandle``:
-    follow the job ``job_id`` an earlier driver submitted (its trial's MLflow run is ``run_id``), used when a
-    study resumes; and ``wait(handles)``: block until one of its ``handles`` may have stopped (or for as long
-    as nothing else can change), so the sweeper learns of a finished job without polling for it.
-    """
+    # jobs kept submitted beyond the workers, waiting in the backend's own queue for the next free worker
+    queue_ahead: int = 0
 
     def submit(self, spec: JobSpec, slot: int) -> JobHandle:
         """Start one job in worker slot ``slot`` (0 .. workers-1, free when called) and return at once."""
         ...
+
+    def attach(self, spec: JobSpec, job_id: str, run_id: str | None) -> JobHandle | None:
+        """Follow the job ``job_id`` an earlier driver submitted (its trial's MLflow run is ``run_id``) when
+        a study resumes; None where jobs do not outlive their driver, and the job is submitted anew."""
+        return None
+
+    def wait(self, handles: Sequence[JobHandle]) -> bool:
+        """Block until one of ``handles`` may have stopped (or for as long as nothing else can change);
+        False at once where the backend cannot tell, and the caller polls instead."""
+        return False

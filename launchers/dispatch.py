@@ -11,7 +11,6 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 
 from hpo.core import interrupts
-from hpo.core.collector import freeze_setup
 from hpo.core.errors import HPOError
 from launchers.backend import Backend, JobHandle
 from launchers.hydra_job import JobSpec, failed_return
@@ -77,8 +76,8 @@ class InFlight:
         label = "resume" if attach else "start"
         log.info(f"#{spec.num} {label}: {' '.join(filter_overrides(spec.overrides))}")
         try:
-            reattach = getattr(self.backend, "attach", None)
-            handle = reattach(spec, *attach) if attach and reattach else self.backend.submit(spec, slot)
+            followed = self.backend.attach(spec, *attach) if attach else None
+            handle = followed or self.backend.submit(spec, slot)
         except BaseException:
             self._free.insert(0, slot)
             raise
@@ -119,11 +118,8 @@ class InFlight:
 
     def wait(self) -> None:
         """Sleep one poll interval, or, where the backend can tell, until a running job stops."""
-        until_stopped = getattr(self.backend, "wait", None)
         with interrupts.interruptible():
-            if until_stopped is not None and self._running:
-                until_stopped([job.handle for job in self._running.values()])
-            else:
+            if not (self._running and self.backend.wait([job.handle for job in self._running.values()])):
                 time.sleep(self.poll_interval_s)
 
 
@@ -135,7 +131,6 @@ def run_jobs(flight: InFlight, specs: Sequence[JobSpec]) -> list[JobReturn]:
     """
     pending = deque(specs)
     returns: dict[int, JobReturn] = {}
-    freeze_setup()
     with interrupts.deferred():
         try:
             while pending or flight.running:

@@ -17,7 +17,8 @@ from omegaconf import DictConfig, open_dict
 from omegaconf.basecontainer import BaseContainer
 
 from hpo.core.errors import ConfigError
-from hpo.core.schema import BACKENDS
+from hpo.core.schema import LauncherConf, launcher_settings
+from hpo.core.trial_record import TrialRunRecords
 from launchers.backend import Backend
 from launchers.compose import JobComposer
 from launchers.hydra_job import JobRunner, JobSpec
@@ -34,10 +35,16 @@ class HPOLauncher(Launcher):
     Two ways in: Hydra's blocking ``launch`` (a batch at a time), and the non-blocking ``prepare`` /
     ``start`` / ``finished`` / ``collect`` / ``cancel_all`` that hpo's asynchronous sweeper uses. Both share
     one backend and one set of worker slots for the whole sweep.
+
+    Unlike its plugin subclass, this class knows no MLflow store: a remote backend is given
+    ``trial_records`` to record each trial's run in the driver's store.
     """
+
+    trial_records: TrialRunRecords | None = None
 
     def __init__(self, **params: Any) -> None:
         self.params = params
+        self.settings = LauncherConf()
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -45,10 +52,7 @@ class HPOLauncher(Launcher):
         self._composer: JobComposer | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from hpo.core.sqlite_wal import commit_through_write_ahead_log
-
-        # the driver's study and MLflow stores are opened after this, by either sweeper
-        commit_through_write_ahead_log()
+        self.settings = launcher_settings(self.params)
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
@@ -73,23 +77,21 @@ class HPOLauncher(Launcher):
         if self._flight is not None:
             return self._flight
         assert self.config is not None
-        workers = int(self.params["workers"])
-        if workers < 1:
-            raise ConfigError(f"launcher.workers must be at least 1, got {workers}")
+        workers = self.settings.workers
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         if "mode" in self.config.hydra.sweep:
             os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
-        log.info(f"hpo launcher ({self.params['backend']}, {workers} workers): {sweep_dir}")
-        backend = backend or self._backend()
+        log.info(f"hpo launcher ({self.settings.backend}, {workers} workers): {sweep_dir}")
+        backend = backend or self._backend(sweep_dir)
         # a backend with a queue of its own keeps some jobs waiting there, ready for the next free worker
-        slots = workers + int(getattr(backend, "queue_ahead", 0))
-        self._flight = InFlight(backend, slots, float(self.params["poll_interval_s"]))
+        slots = workers + backend.queue_ahead
+        self._flight = InFlight(backend, slots, self.settings.poll_interval_s)
         return self._flight
 
     @property
     def workers(self) -> int:
-        return int(self.params["workers"])
+        return self.settings.workers
 
     @property
     def free_slots(self) -> int:
@@ -143,28 +145,23 @@ class HPOLauncher(Launcher):
             config.hydra.job.num = num
         return JobSpec(num=num, overrides=list(overrides), config=config)
 
-    def _backend(self) -> Backend:
-        backend = str(self.params["backend"])
-        if backend not in BACKENDS:
-            raise ConfigError(f"launcher.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        timeout_min = int(self.params["timeout_min"])
-        if timeout_min < 1:
-            raise ConfigError(f"launcher.timeout_min must be at least 1, got {timeout_min}")
-        if backend == "runpod":
+    def _backend(self, sweep_dir: Path) -> Backend:
+        jobs_dir = sweep_dir / ".jobs"
+        if self.settings.backend == "runpod":
             from launchers.runpod.backend import EndpointUnreachable
 
             try:
-                return self._runpod_backend(timeout_min)
+                return self._runpod_backend()
             except EndpointUnreachable as exc:
-                if self.params["runpod"]["fallback"] != "local":
+                if self.settings.runpod.fallback != "local":
                     raise
                 log.warning(
                     f"{exc}\n*** launcher.runpod.fallback=local: running this sweep on THIS machine ***"
                 )
-                return self._local_backend(timeout_min, fallback=True)
-        return self._local_backend(timeout_min)
+                return self._local_backend(jobs_dir, fallback=True)
+        return self._local_backend(jobs_dir)
 
-    def _local_backend(self, timeout_min: int, fallback: bool = False) -> Backend:
+    def _local_backend(self, jobs_dir: Path, fallback: bool = False) -> Backend:
         """The local backend; as a fallback for a remote one, it trains on the CPU if this machine lacks
         the GPUs the hardware profile asks for."""
         assert self.hydra_context is not None and self.task_function is not None
@@ -176,28 +173,35 @@ class HPOLauncher(Launcher):
             singleton_state=Singleton.get_state(),
             resolvers=dict(BaseContainer._resolvers),
         )
-        workers, gpus = int(self.params["workers"]), int(self.params["gpus_per_worker"])
+        workers, gpus = self.settings.workers, self.settings.gpus_per_worker
         if fallback and gpus and len(gpu_pool()) < gpus * workers:
             log.warning(
                 f"this machine lacks {gpus * workers} GPUs for {workers} workers: training on the CPU"
             )
             gpus = 0
-        return LocalBackend(runner, self.params["submitit_folder"], timeout_min, workers, gpus)
+        return LocalBackend(runner, jobs_dir, self.settings.timeout_min, workers, gpus)
 
-    def _runpod_backend(self, timeout_min: int) -> Backend:
+    def _runpod_backend(self) -> Backend:
         from hpo.core.payload import JOBS_HELD_PER_WORKER
         from launchers.runpod.backend import RunPodBackend, RunPodSettings
         from launchers.runpod.job import JobPolicy
 
-        runpod = dict(self.params["runpod"])
+        if self.trial_records is None:
+            raise ConfigError(
+                "launcher.backend=runpod records each trial in the driver's MLflow store: run it through "
+                "hydra/launcher=hpo (hydra_plugins.hpo_launchers), which provides the records"
+            )
+        settings = self.settings
         policy = JobPolicy(
-            poll_interval_s=float(runpod["poll_interval_s"]),
-            max_retries=int(self.params["max_retries"]),
-            timeout_s=timeout_min * 60.0,
-            price_per_hour=float(self.params["price_per_hour"]),
+            poll_interval_s=settings.runpod.poll_interval_s,
+            max_retries=settings.max_retries,
+            timeout_s=settings.timeout_min * 60.0,
+            price_per_hour=settings.price_per_hour,
         )
-        queue_ahead = runpod.get("queue_ahead")
+        queue_ahead = settings.runpod.queue_ahead
         if queue_ahead is None:
-            workers = int(self.params["workers"])
+            workers = settings.workers
             queue_ahead = workers * (JOBS_HELD_PER_WORKER - 1) + math.ceil(workers / 4)
-        return RunPodBackend(RunPodSettings.from_launcher(runpod), policy, int(queue_ahead))
+        return RunPodBackend(
+            RunPodSettings.from_launcher(settings.runpod), policy, self.trial_records, queue_ahead
+        )

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from hydra.core.utils import JobReturn
 
-from hpo.core.closed_runs import ClosedRun
 from hpo.core.errors import BackendError
+from launchers.backend import Backend, JobHandle
 from launchers.hydra_job import JobResult, JobRunner, JobSpec
 from launchers.local_slot import JobRequest
 
@@ -123,8 +123,9 @@ def _describe_exit(code: int) -> str:
     return f"its process exited with code {code}"
 
 
-class LocalJobHandle:
-    """A job running in a slot's process."""
+class LocalJobHandle(JobHandle):
+    """A job running in a slot's process; once it has come back, ``run_id`` and ``optuna_state`` are those of
+    the trial run it closed."""
 
     def __init__(self, slot: SlotProcess, spec: JobSpec, timeout_s: float, log_path: Path) -> None:
         self._slot = slot
@@ -133,7 +134,6 @@ class LocalJobHandle:
         self._timeout_s = timeout_s
         self._log_path = log_path
         self._outcome: JobReturn | BackendError | None = None
-        self._closed_runs: list[ClosedRun] = []
         self._stopping: tuple[str, float] | None = None
 
     def done(self) -> bool:
@@ -156,16 +156,6 @@ class LocalJobHandle:
         elif self._stopping is not None and now > self._stopping[1] + KILL_GRACE_S:
             self._slot.kill(signal.SIGKILL)
         return False
-
-    @property
-    def run_id(self) -> str | None:
-        """The trial's MLflow run, once the job has come back having closed it."""
-        return self._closed_runs[-1].run_id if self._closed_runs else None
-
-    @property
-    def optuna_state(self) -> str | None:
-        """The Optuna state the job tagged its trial's run with as it closed it, if it did."""
-        return self._closed_runs[-1].optuna_state if self._closed_runs else None
 
     @property
     def pending(self) -> bool:
@@ -201,7 +191,10 @@ class LocalJobHandle:
             return False
         assert isinstance(result, JobResult) and isinstance(result.ret, JobReturn)
         self._slot.busy = False
-        self._outcome, self._closed_runs = result.ret, result.closed_runs
+        self._outcome = result.ret
+        if result.closed_runs:
+            closed = result.closed_runs[-1]
+            self.run_id, self.optuna_state = closed.run_id, closed.optuna_state
         return True
 
 
@@ -228,7 +221,7 @@ def gpu_pool() -> list[int]:
     return [int(line) for line in out.split() if line.strip().isdigit()]
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     """Runs jobs in this machine's slot processes, one job per slot at a time.
 
     Each worker slot owns its own GPUs (slot i gets the i-th group of ``gpus_per_worker``), so
@@ -236,7 +229,7 @@ class LocalBackend:
     """
 
     def __init__(
-        self, runner: JobRunner, folder: str | Path, timeout_min: int, workers: int, gpus_per_worker: int
+        self, runner: JobRunner, jobs_dir: Path, timeout_min: int, workers: int, gpus_per_worker: int
     ) -> None:
         import cloudpickle
 
@@ -248,7 +241,7 @@ class LocalBackend:
                 "with fewer GPUs per worker (hardware=cpu trains on the CPU)"
             )
         self._slot_gpus = [pool[i * gpus_per_worker : (i + 1) * gpus_per_worker] for i in range(workers)]
-        self._folder = str(folder)
+        self._jobs_dir = jobs_dir
         self._timeout_s = timeout_min * 60.0
         # the runner is the same for every job: pickled once, loaded once per slot process
         self._runner_path = self._path("runner") / f"{uuid.uuid4().hex}.pkl"
@@ -260,15 +253,17 @@ class LocalBackend:
             with contextlib.suppress(OSError):
                 process.jobs.send_bytes(pickle.dumps(str(self._runner_path)))
 
-    def wait(self, handles: Sequence[LocalJobHandle]) -> None:
+    def wait(self, handles: Sequence[JobHandle]) -> bool:
         """Block until a running job's slot sends its return or dies, or for CHECK_INTERVAL_S, when job time
         limits are checked."""
-        waiting = [handle.results for handle in handles if handle.pending]
+        waiting = [h.results for h in handles if isinstance(h, LocalJobHandle) and h.pending]
         if waiting:
             connection_wait(waiting, CHECK_INTERVAL_S)
+        return True
 
     def _path(self, name: str) -> Path:
-        return Path(self._folder.replace("%j", name))
+        """The folder of job ``name`` (its pickled spec and log), a slot's or the runner's."""
+        return self._jobs_dir / name
 
     def _slot_log(self, slot: int) -> Path:
         return self._path(f"slot{slot}") / "slot.log"

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from hpo.core import interrupts
 from hpo.core.collector import freeze_setup
+from hpo.core.process import own_process
 
 if TYPE_CHECKING:
     from launchers.hydra_job import JobResult
@@ -114,7 +114,7 @@ def serve(jobs: Connection, results: Connection) -> None:
 
 
 def main() -> None:
-    interrupts.stop_on(signal.SIGTERM, signal.SIGINT)
+    own_process()
     _exit_with_parent()
     jobs_fd, results_fd = int(sys.argv[1]), int(sys.argv[2])
     try:

@@ -10,8 +10,12 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def main() -> None:
+    from hpo.core.process import own_process
     from worker.handler import handle
     from worker.serverless import serve
+
+    # the runpod SDK handles the signals of its worker process
+    own_process(stop_on_signals=False)
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     serve(handle)

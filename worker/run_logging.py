@@ -13,7 +13,6 @@ from mlflow.tracking import MlflowClient
 
 from hpo.core.closed_runs import note_closed_run
 from hpo.core.names import OPTUNA_STATE_TAG, error_tag
-from hpo.core.sqlite_wal import commit_through_write_ahead_log
 from hpo.core.store import trial_experiment_id
 
 # seconds between two system-metric samples: trials are short, MLflow's default is 10
@@ -50,7 +49,6 @@ def trial_run(
     A run that ends FINISHED or FAILED carries its trial's Optuna state with its end, so the sweep need
     not find and tag it once it has told the study (``hpo.core.closed_runs`` says which run).
     """
-    commit_through_write_ahead_log()
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     experiment_id = trial_experiment_id(client, tracking_uri, experiment_name, parent_run_id)

@@ -80,11 +80,13 @@ def main() -> None:
     import hydra
 
     from hpo.bench.workload import task
+    from hpo.core.process import own_process
     from hpo.core.schema import register_configs
     from hpo.driver.cli import CONF_DIR
     from hpo.driver.imports import leave_out_unused_libraries
 
     leave_out_unused_libraries()
+    own_process()
     warnings.filterwarnings("ignore", category=FutureWarning)
     register_configs()
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)()

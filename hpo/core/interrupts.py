@@ -14,7 +14,6 @@ checks (``check()``); any further one stops at once, for a user who will not wai
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -64,16 +63,13 @@ def check() -> None:
 
 @contextmanager
 def deferred() -> Iterator[None]:
-    """Hold the first signal back until the code waits or checks; one still held when the block ends is
-    raised then (or dropped, when the block ends with another exception).
+    """Hold the first signal given to ``stop_on`` back until the code waits or checks; one still held when
+    the block ends is raised then (or dropped, when the block ends with another exception).
 
-    In a program that left Ctrl-C to Python's default handler (a Hydra app using hpo's launcher, not
-    ``python -m hpo``), the outermost block routes it here for its duration, since the default handler
-    raises anywhere. A program that ignores SIGINT (started in the background by a shell without job
-    control) keeps ignoring it.
+    Only the signals the process's entry point gave to ``stop_on`` are held: a program that left Ctrl-C
+    to Python (a Hydra app of its own on hpo's launcher) keeps its handler and its behaviour.
     """
     outermost = not _now.depth
-    restore = _take_ctrl_c() if outermost else None
     if outermost:
         _now.count, _now.pending = 0, None
     _now.depth += 1
@@ -85,21 +81,8 @@ def deferred() -> Iterator[None]:
         raise
     finally:
         _now.depth -= 1
-        if restore is not None:
-            signal.signal(signal.SIGINT, restore)
     if outermost:
         check()
-
-
-def _take_ctrl_c() -> Any:
-    """Handle SIGINT with ``_interrupt`` where Python's default handler has it (only the main thread can
-    change it); returns the handler to put back, or None when nothing changed."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return None
-    signal.signal(signal.SIGINT, _interrupt)
-    return signal.default_int_handler
 
 
 @contextmanager

@@ -18,9 +18,9 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from hpo.records.run_writers import RunChanges, run_writer
-
 _MODELS_DIR = "__logged_models__"
+# MLflow's limits on one log_batch call: 100 params, 100 tags, 1000 entities (metrics included) in all
+_PARAMS_OR_TAGS_PER_BATCH, _ENTITIES_PER_BATCH = 100, 1000
 
 
 def pack_run(tracking_uri: str, run_id: str) -> dict[str, Any]:
@@ -66,9 +66,7 @@ def replay_run(
     """Log a packed run, and the caller's own ``metrics`` and ``tags``, into the (open) run ``run_id`` of
     ``client``'s store, then end it as ``status`` (left open without one).
 
-    Params, tags and metrics go in as one write (one transaction in a SQL store) that also ends the run
-    where the bundle has no files; otherwise the run ends after its datasets, artifacts and models. A
-    caller that knows the params the run already has and its experiment (``logged_params``,
+    A caller that knows the params the run already has and its experiment (``logged_params``,
     ``experiment_id``) saves reading the run back.
     """
     from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -79,23 +77,17 @@ def replay_run(
     params = [Param(k, v) for k, v in bundle["params"].items() if k not in logged_params]
     all_tags = [RunTag(k, v) for k, v in {**bundle["tags"], **(tags or {})}.items()]
     points = [Metric(k, v, ts, step) for k, series in bundle["metrics"].items() for step, ts, v in series]
+    log_batches(client, run_id, [*points, *metrics], params, all_tags)
+    if bundle["datasets"]:
+        client.log_inputs(
+            run_id,
+            datasets=[
+                DatasetInput(Dataset(**d["dataset"]), [InputTag(k, v) for k, v in d["tags"].items()])
+                for d in bundle["datasets"]
+            ],
+        )
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(bundle["artifacts"])), mode="r:gz") as tar:
-        members = tar.getmembers()
-        has_files = bool(members or bundle["datasets"])
-        writer = run_writer(client)
-        changes = RunChanges([*points, *metrics], params, all_tags, status=None if has_files else status)
-        writer.write(run_id, changes)
-        if not has_files:
-            return
-        if bundle["datasets"]:
-            client.log_inputs(
-                run_id,
-                datasets=[
-                    DatasetInput(Dataset(**d["dataset"]), [InputTag(k, v) for k, v in d["tags"].items()])
-                    for d in bundle["datasets"]
-                ],
-            )
-        if members:
+        if tar.getmembers():
             with tempfile.TemporaryDirectory() as tmp:
                 tar.extractall(tmp, filter="data")
                 if (Path(tmp) / "artifacts").is_dir():
@@ -105,7 +97,25 @@ def replay_run(
                     client.log_model_artifacts(model.model_id, str(Path(tmp) / "models" / name))
                     client.finalize_logged_model(model.model_id, "READY")
     if status is not None:
-        writer.write(run_id, RunChanges(status=status))
+        client.set_terminated(run_id, status)
+
+
+def log_batches(
+    client: MlflowClient,
+    run_id: str,
+    metrics: Sequence[Metric] = (),
+    params: Sequence[Param] = (),
+    tags: Sequence[RunTag] = (),
+) -> None:
+    """Log ``metrics``, ``params`` and ``tags`` to ``run_id`` in one ``log_batch`` call where they fit
+    MLflow's limits on a call, else in as few calls as those limits allow."""
+    metrics, params, tags = list(metrics), list(params), list(tags)
+    while metrics or params or tags:
+        batch_params, params = params[:_PARAMS_OR_TAGS_PER_BATCH], params[_PARAMS_OR_TAGS_PER_BATCH:]
+        batch_tags, tags = tags[:_PARAMS_OR_TAGS_PER_BATCH], tags[_PARAMS_OR_TAGS_PER_BATCH:]
+        room = _ENTITIES_PER_BATCH - len(batch_params) - len(batch_tags)
+        batch_metrics, metrics = metrics[:room], metrics[room:]
+        client.log_batch(run_id, metrics=batch_metrics, params=batch_params, tags=batch_tags)
 
 
 def bundle_size(bundle: dict[str, Any]) -> int:

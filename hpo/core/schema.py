@@ -10,9 +10,9 @@ import copy
 import functools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -245,9 +245,13 @@ class RunPodConf:
 
 @dataclass
 class LauncherConf:
+    """The hpo launcher's settings: the app's ``launcher`` node, and ``hydra.launcher`` (which hpo's own app
+    links to it field by field, see ``register_configs``)."""
+
     # trials run at once
     workers: int = 2
-    # backend that runs the trials; follows the hardware profile
+    # backend that runs the trials (local: processes on this machine; runpod: serverless GPUs); hpo's app
+    # takes it from the hardware profile
     backend: str = "local"
     # a trial running longer than this is stopped and counted as failed
     timeout_min: int = 60
@@ -255,10 +259,20 @@ class LauncherConf:
     max_retries: int = 2
     # stop submitting trials once spent plus in-flight estimated cost would pass this (USD); null: no cap
     budget_usd: float | None = None
+    # GPUs given to each running trial (local: a CUDA_VISIBLE_DEVICES partition; 0 hides them); hpo's app
+    # takes it from the hardware profile
+    gpus_per_worker: int = 0
+    # USD per hour of one worker, for cost estimates (runpod); hpo's app takes it from the hardware profile
+    price_per_hour: float = 0.0
+    # seconds between two checks of the running jobs, where the backend cannot wake the sweeper itself
+    poll_interval_s: float = 0.1
     runpod: RunPodConf = field(default_factory=RunPodConf)
 
     def __post_init__(self) -> None:
         _require(self.workers >= 1, "launcher.workers", "at least 1", self.workers)
+        _require(self.gpus_per_worker >= 0, "launcher.gpus_per_worker", "0 or more", self.gpus_per_worker)
+        _require(self.price_per_hour >= 0, "launcher.price_per_hour", "0 or more", self.price_per_hour)
+        _require(self.poll_interval_s > 0, "launcher.poll_interval_s", "positive", self.poll_interval_s)
         _require(self.timeout_min >= 1, "launcher.timeout_min", "at least 1", self.timeout_min)
         _require(self.backend in BACKENDS, "launcher.backend", f"one of {', '.join(BACKENDS)}", self.backend)
         _require(self.max_retries >= 0, "launcher.max_retries", "0 or more", self.max_retries)
@@ -415,5 +429,27 @@ def register_configs() -> None:
     """Register the schemas that conf/ files extend, so Hydra type-checks them on composition."""
     cs = ConfigStore.instance()
     cs.store(name="hpo_schema", node=HPOConfig)
+    # hydra.launcher follows the app's launcher node, so `launcher.workers=4` is all a user writes
+    cs.store(name="hpo_launcher_link", node={"hydra": {"launcher": _interpolations(LauncherConf, "launcher")}})
     for family, node in MODEL_SCHEMAS.items():
         cs.store(name=f"{family}_schema", node=node)
+
+
+def _interpolations(node: type, prefix: str) -> dict[str, Any]:
+    """Every leaf of a schema dataclass as an interpolation of the same key under ``prefix``."""
+    types = get_type_hints(node)
+    return {
+        f.name: _interpolations(types[f.name], f"{prefix}.{f.name}")
+        if is_dataclass(types[f.name])
+        else f"${{{prefix}.{f.name}}}"
+        for f in fields(node)
+    }
+
+
+def launcher_settings(params: Mapping[str, Any]) -> LauncherConf:
+    """The launcher's settings from its resolved ``hydra.launcher`` node, checked like the app's config."""
+    node = OmegaConf.to_container(OmegaConf.create(dict(params)), resolve=True)
+    assert isinstance(node, dict)
+    node.pop("_target_", None)
+    settings: LauncherConf = copy.deepcopy(_typed_section("launcher", json.dumps(node, sort_keys=True)))
+    return settings

@@ -17,9 +17,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from hpo.core.names import error_tag
-from hpo.core.run_bundle import replay_run
+from hpo.core.run_bundle import log_batches, replay_run
 from hpo.core.store import trial_experiment_id
-from hpo.records.run_writers import RunChanges, RunWriter, run_writer
 
 
 class TrialRecord:
@@ -33,7 +32,6 @@ class TrialRecord:
         experiment_id: str | None = None,
     ) -> None:
         self.client = _client(tracking_uri)
-        self.writer = _writer(tracking_uri)
         self.run_id = run_id
         # what the run holds already, where this record opened it: saves reading it back to complete it
         self._params, self._experiment_id = params, experiment_id
@@ -50,18 +48,17 @@ class TrialRecord:
     ) -> TrialRecord:
         """Create the trial's child run (RUNNING) with its params and tags."""
         experiment_id = _experiment_id(tracking_uri, experiment_name, parent_run_id)
-        all_tags = {**tags, **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
+        parent = {"mlflow.parentRunId": parent_run_id} if parent_run_id else {}
+        all_tags = {k: str(v) for k, v in {**tags, **parent}.items()}
         logged = {k: str(v)[:6000] for k, v in params.items()}
-        run_id = _writer(tracking_uri).create(
-            experiment_id,
-            run_name,
-            _tags(all_tags),
-            [Param(k, v) for k, v in logged.items()],
-        )
+        client = _client(tracking_uri)
+        run_id = client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
+        log_batches(client, run_id, params=[Param(k, v) for k, v in logged.items()])
         return cls(tracking_uri, run_id, logged, experiment_id)
 
     def tag(self, tags: Mapping[str, Any]) -> None:
-        self.writer.write(self.run_id, RunChanges(tags=_tags(tags)))
+        """Set ``tags`` on the open run (a retried job's count and reason)."""
+        log_batches(self.client, self.run_id, tags=_tags(tags))
 
     def complete(
         self, bundle: dict[str, Any] | None, metrics: Mapping[str, float], tags: Mapping[str, Any]
@@ -70,7 +67,8 @@ class TrialRecord:
         now = int(time.time() * 1000)
         own_metrics = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
         if bundle is None:
-            self.writer.write(self.run_id, RunChanges(own_metrics, tags=_tags(tags), status="FINISHED"))
+            log_batches(self.client, self.run_id, own_metrics, tags=_tags(tags))
+            self.client.set_terminated(self.run_id, "FINISHED")
             return
         replay_run(
             bundle,
@@ -85,8 +83,8 @@ class TrialRecord:
 
     def end(self, status: str, error: str, tags: Mapping[str, Any] | None = None) -> None:
         """End the run as FAILED or KILLED, with the reason in the ``hpo.error`` tag and ``tags``."""
-        error_tags = _tags({**(tags or {}), **error_tag(error)})
-        self.writer.write(self.run_id, RunChanges(tags=error_tags, status=status))
+        log_batches(self.client, self.run_id, tags=_tags({**(tags or {}), **error_tag(error)}))
+        self.client.set_terminated(self.run_id, status)
 
 
 def _tags(tags: Mapping[str, Any]) -> list[RunTag]:
@@ -103,8 +101,3 @@ def _experiment_id(tracking_uri: str, experiment_name: str, parent_run_id: str |
 def _client(tracking_uri: str) -> MlflowClient:
     """One client per store for every trial record of the sweep."""
     return MlflowClient(tracking_uri)
-
-
-@functools.lru_cache(maxsize=16)
-def _writer(tracking_uri: str) -> RunWriter:
-    return run_writer(_client(tracking_uri))

@@ -14,10 +14,11 @@ from typing import Any
 from hpo.core.errors import BackendError, ConfigError
 from hpo.core.names import PARENT_RUN_ENV
 from hpo.core.payload import PROTOCOL_VERSION, TrialPayload, payload_config
-from hpo.core.schema import validate
+from hpo.core.schema import RunPodConf, validate
 from hpo.core.store import resolve_tracking_uri
 from hpo.core.trial_identity import trial_params, trial_tags
-from hpo.records.remote_trial import TrialRecord
+from hpo.core.trial_record import TrialRunRecords
+from launchers.backend import Backend
 from launchers.hydra_job import JobSpec
 from launchers.runpod.client import AuthError, Backoff, EndpointClient, UnknownJobError
 from launchers.runpod.job import JobPolicy, RunPodJobHandle
@@ -43,8 +44,8 @@ class RunPodSettings:
     api_base: str
 
     @classmethod
-    def from_launcher(cls, runpod: dict[str, Any]) -> RunPodSettings:
-        endpoint_id = os.environ.get(ENDPOINT_ENV) or runpod.get("endpoint_id")
+    def from_launcher(cls, runpod: RunPodConf) -> RunPodSettings:
+        endpoint_id = os.environ.get(ENDPOINT_ENV) or runpod.endpoint_id
         if not endpoint_id:
             raise ConfigError(
                 f"no RunPod endpoint: set {ENDPOINT_ENV} or launcher.runpod.endpoint_id to your endpoint's id"
@@ -55,10 +56,10 @@ class RunPodSettings:
                 f"{API_KEY_ENV} is not set: export your RunPod API key (hpo reads it from the environment "
                 "only, never from a config file)"
             )
-        return cls(str(endpoint_id), api_key, str(runpod["api_base"]))
+        return cls(endpoint_id, api_key, runpod.api_base)
 
 
-class RunPodBackend:
+class RunPodBackend(Backend):
     """Submits trials to one endpoint and hands back non-blocking job handles.
 
     ``queue_ahead`` jobs more than the sweep's workers are kept on the endpoint: held by workers that
@@ -66,7 +67,10 @@ class RunPodBackend:
     its next trial at once instead of idling until the driver has polled its job's end and submitted another.
     """
 
-    def __init__(self, settings: RunPodSettings, policy: JobPolicy, queue_ahead: int = 0) -> None:
+    def __init__(
+        self, settings: RunPodSettings, policy: JobPolicy, records: TrialRunRecords, queue_ahead: int = 0
+    ) -> None:
+        self.records = records
         self.client = EndpointClient(settings.endpoint_id, settings.api_key, settings.api_base)
         self.policy = policy
         self.queue_ahead = queue_ahead
@@ -101,9 +105,9 @@ class RunPodBackend:
         tracking_uri = resolve_tracking_uri(cfg.mlflow.tracking_uri, str(spec.config.hydra.runtime.cwd))
         config["mlflow"]["tracking_uri"] = tracking_uri
         record = (
-            TrialRecord(tracking_uri, run_id)
+            self.records(tracking_uri, run_id)
             if run_id
-            else TrialRecord.open(
+            else self.records.open(
                 tracking_uri,
                 cfg.mlflow.experiment_name,
                 os.environ.get(PARENT_RUN_ENV),

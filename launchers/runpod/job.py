@@ -21,7 +21,8 @@ from omegaconf import Container, OmegaConf
 from hpo.core.errors import BackendError, HPOError, TrialError
 from hpo.core.names import OPTUNA_STATE_TAG
 from hpo.core.payload import JOBS_HELD_PER_WORKER, WORKER_WAIT_KEY
-from hpo.records.remote_trial import TrialRecord
+from hpo.core.trial_record import TrialRunRecord
+from launchers.backend import JobHandle
 from launchers.hydra_job import JobSpec
 from launchers.runpod.client import EndpointClient, TransientError, UnknownJobError
 
@@ -58,7 +59,7 @@ def trial_error(output_error: Any) -> str | None:
     return None
 
 
-class RunPodJobHandle:
+class RunPodJobHandle(JobHandle):
     """A trial running (or about to run, or to be run again) on the endpoint."""
 
     def __init__(
@@ -66,17 +67,19 @@ class RunPodJobHandle:
         client: EndpointClient,
         spec: JobSpec,
         payload: dict[str, Any],
-        record: TrialRecord,
+        record: TrialRunRecord,
         policy: JobPolicy,
     ) -> None:
         self.client = client
         self.spec = spec
         self.payload = payload
         self.record = record
+        # the trial's MLflow run, which the driver opened
+        self.run_id: str | None = record.run_id
         self.policy = policy
         self.job_id: str | None = None
         self.retries = 0
-        self.cost_usd = 0.0
+        self.cost_usd: float = 0.0
         self.progress: dict[str, Any] | None = None
         # the Optuna state tagged with the run's outcome, saving the sweep a write once it is told
         self.optuna_state: str | None = None
@@ -113,11 +116,6 @@ class RunPodJobHandle:
         except BackendError as exc:
             self._fail(str(exc))
         return self._outcome is not None
-
-    @property
-    def run_id(self) -> str:
-        """The trial's MLflow run, which the driver opened."""
-        return self.record.run_id
 
     def result(self) -> JobReturn:
         assert self._outcome is not None

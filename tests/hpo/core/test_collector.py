@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hpo.core import collector as heap
+from hpo.core import collector
 
 
 class Node:
@@ -21,9 +21,11 @@ class Node:
 
 @pytest.fixture
 def unfrozen(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A process whose set-up has not been frozen yet; unfrozen again afterwards."""
+    """An entry point's process whose set-up has not been frozen yet; unfrozen again afterwards."""
     gc.unfreeze()
-    monkeypatch.setattr(heap, "_frozen", False)
+    monkeypatch.setattr(collector, "_frozen", False)
+    monkeypatch.setattr(collector, "_enabled", False)
+    collector.enable_freeze()
     yield
     gc.unfreeze()
 
@@ -34,16 +36,24 @@ def test_setup_garbage_is_collected_and_what_lives_is_frozen(unfrozen: None) -> 
     garbage = weakref.ref(a)
     del a, b
     kept = Node()
-    heap.freeze_setup()
+    collector.freeze_setup()
     assert garbage() is None
     assert gc.get_freeze_count() > 0
     assert not any(obj is kept for obj in gc.get_objects())
 
 
 def test_setup_is_frozen_once_per_process(unfrozen: None) -> None:
-    heap.freeze_setup()
+    collector.freeze_setup()
     frozen = gc.get_freeze_count()
     later = [Node() for _ in range(100)]
-    heap.freeze_setup()
+    collector.freeze_setup()
     assert gc.get_freeze_count() <= frozen, "frozen objects can be freed, but none is added"
     assert any(obj is later[0] for obj in gc.get_objects())
+
+
+def test_a_process_hpo_does_not_own_keeps_its_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+    gc.unfreeze()
+    monkeypatch.setattr(collector, "_frozen", False)
+    monkeypatch.setattr(collector, "_enabled", False)
+    collector.freeze_setup()
+    assert gc.get_freeze_count() == 0, "only hpo's own entry points let the set-up be frozen"
