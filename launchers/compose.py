@@ -5,7 +5,8 @@ A sweep's trials usually differ only in values (``model.filters=16``), so the fi
 set of config-group choices is composed by Hydra and kept as a template; later ones copy it and set
 their values exactly as Hydra applies command-line overrides (``OmegaConf.update(..., merge=True)``).
 Templates are kept pickled, as unpickling copies a config three times faster than ``copy.deepcopy``, and
-each override string is parsed once: the fixed ones recur in every trial.
+each override string is parsed once: the fixed ones recur in every trial. What this needs of Hydra's private
+config loader is in ``hpo.core.private_apis``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections import OrderedDict
 from typing import Any
 
 import cloudpickle
-from hydra._internal.config_loader_impl import get_overrides_dirname
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from hpo.core import private_apis
 
 PARSED_KEPT = 1024
 
@@ -57,8 +59,8 @@ class JobComposer:
         dirname = config.hydra.job.config.override_dirname
         with open_dict(config.hydra):
             config.hydra.overrides.task = list(overrides)
-            config.hydra.job.override_dirname = get_overrides_dirname(
-                overrides=list(parsed),
+            config.hydra.job.override_dirname = private_apis.overrides_dirname(
+                parsed,
                 kv_sep=dirname.kv_sep,
                 item_sep=dirname.item_sep,
                 exclude_keys=dirname.exclude_keys,
@@ -79,7 +81,7 @@ class JobComposer:
     def _is_group(self, override: Override) -> bool:
         key = override.key_or_group
         if key not in self._groups:
-            self._groups[key] = bool(self._loader.repository.group_exists(key))
+            self._groups[key] = private_apis.group_exists(self._loader, key)
         return self._groups[key]
 
     def _is_value(self, override: Override) -> bool:

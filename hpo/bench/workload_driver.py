@@ -12,7 +12,6 @@ import resource
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +86,6 @@ def main() -> None:
 
     leave_out_unused_libraries()
     own_process()
-    warnings.filterwarnings("ignore", category=FutureWarning)
     register_configs()
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)()
 

@@ -430,7 +430,9 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="hpo_schema", node=HPOConfig)
     # hydra.launcher follows the app's launcher node, so `launcher.workers=4` is all a user writes
-    cs.store(name="hpo_launcher_link", node={"hydra": {"launcher": _interpolations(LauncherConf, "launcher")}})
+    cs.store(
+        name="hpo_launcher_link", node={"hydra": {"launcher": _interpolations(LauncherConf, "launcher")}}
+    )
     for family, node in MODEL_SCHEMAS.items():
         cs.store(name=f"{family}_schema", node=node)
 

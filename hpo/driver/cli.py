@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -13,10 +11,10 @@ import hydra
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from hpo.core import interrupts
 from hpo.core.errors import HPOError
 from hpo.core.failures import report_failure
 from hpo.core.names import DEBUG_ENV
+from hpo.core.process import own_process
 from hpo.core.schema import register_configs
 from hpo.driver.imports import leave_out_unused_libraries
 from worker.task import run
@@ -44,12 +42,10 @@ def main() -> int:
     """Run hpo's Hydra app; returns the process exit code."""
     leave_out_unused_libraries()
     debug = bool(os.environ.get(DEBUG_ENV))
-    # hydra-optuna-sweeper still builds Optuna's pre-3.0 distributions; their deprecation notes are noise.
-    warnings.filterwarnings("ignore", category=FutureWarning)
     os.environ["HYDRA_FULL_ERROR"] = "1"
     register_configs()
     # SIGTERM takes the same path as Ctrl-C: running trials are cancelled and recorded, nothing is orphaned.
-    interrupts.stop_on(signal.SIGTERM, signal.SIGINT)
+    own_process()
     app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(run)
     stderr, sys.stderr = sys.stderr, _DropHydraJobNotice(sys.stderr)  # type: ignore[assignment]
     try:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,9 +47,12 @@ class Sweep:
         study: dict[str, str] | None = None,
         resume_run_id: str | None = None,
         storage_url: str | None = None,
+        searched: Sequence[str] = (),
     ) -> None:
         hydra_cfg = config.hydra
         self.study = study
+        # the search space's parameter names: what the results show of each trial
+        self.searched = list(searched)
         # the study's storage as hpo.reports opens it (``study`` shows it with any password masked)
         self.storage_url = storage_url
         self.sweep_dir = Path(str(hydra_cfg.sweep.dir))
@@ -106,7 +110,7 @@ class Sweep:
     def close(self, status: str) -> SweepResults:
         """Write the results file, log it to the parent run and end that run with ``status``."""
         trials = self.parent.end_orphans("KILLED" if status == "KILLED" else "FAILED")
-        results = SweepResults(self.objective, self.direction, trials)
+        results = SweepResults(self.objective, self.direction, trials, self.searched)
         if status == "KILLED":
             self._reports.finish(None)
             log.info(f"reports of the interrupted sweep: python -m hpo.reports {self.sweep_dir}")

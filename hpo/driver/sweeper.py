@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.types import HydraContext, TaskFunction
-from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf, TPESamplerConfig
+from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf, SamplerConfig
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig
 
+from hpo.core import private_apis
 from hpo.core.errors import ConfigError, HPOError
 from hpo.core.schema import validate
 from hpo.driver.sweep_run import Sweep
@@ -38,10 +39,19 @@ class HPOSweeperConf(OptunaSweeperConf):
 
 
 @dataclass
-class TPEAsyncSamplerConf(TPESamplerConfig):
+class TPEAsyncSamplerConf(SamplerConfig):
     """TPE for trials asked while others still run: the constant liar counts each running trial as a poor
-    result, so concurrent trials spread out instead of piling onto one point."""
+    result, so concurrent trials spread out instead of piling onto one point. Only TPESampler's current
+    arguments (the plugin's own ``tpe`` also passes those Optuna deprecated)."""
 
+    _target_: str = "optuna.samplers.TPESampler"
+    seed: Optional[int] = None  # noqa: UP045 (OmegaConf reads the annotation at runtime)
+    # random trials before TPE models the results
+    n_startup_trials: int = 10
+    # candidates TPE scores for each suggestion
+    n_ei_candidates: int = 24
+    # model the parameters jointly rather than one by one
+    multivariate: bool = False
     constant_liar: bool = True
 
 
@@ -80,7 +90,7 @@ class HPOSweeper(OptunaSweeper):
             )
         space = SearchSpace.parse(impl, arguments)
         sampler, n_trials = space.grid_sampler(int(impl.n_trials))
-        directions = impl._get_directions()
+        directions = private_apis.directions(impl)
         cwd = str(config.hydra.runtime.cwd)
         storage = str(impl.storage or default_storage(str(config.mlflow.tracking_uri), cwd))
         name = str(impl.study_name or f"{config.mlflow.experiment_name}-{space.identity(*directions)}")
@@ -109,6 +119,7 @@ class HPOSweeper(OptunaSweeper):
             study={"study_name": name, "storage": public_url(storage)},
             resume_run_id=study.user_attrs.get(PARENT_RUN_ATTR),
             storage_url=storage,
+            searched=list(space.distributions),
         )
         if sweep.parent.resumed:
             sweep.sync_states(study)

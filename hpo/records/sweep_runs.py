@@ -57,7 +57,6 @@ class ParentRun:
             )
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
             self.run_id = run.info.run_id
-        self.ended = False
 
     def _reopen(self, run_id: str, tags: Mapping[str, str]) -> bool:
         """Mark an earlier sweep's run RUNNING again, with ``tags`` updated; False when it is gone."""
@@ -84,12 +83,6 @@ class ParentRun:
         params = [Param(k, str(v)[:6000]) for k, v in flatten(config).items() if k not in logged]
         for i in range(0, len(params), _BATCH):
             self.client.log_batch(self.run_id, params=params[i : i + _BATCH])
-
-    def tag(self, tags: Mapping[str, str]) -> None:
-        """Set tags on the parent run."""
-        from mlflow.entities import RunTag
-
-        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def trial_runs(self, number: int) -> list[TrialRun]:
         """The child runs of trial ``number`` (one, unless a job died before the driver learnt of its run)."""
@@ -148,4 +141,3 @@ class ParentRun:
         for path in artifacts:
             self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, status)
-        self.ended = True

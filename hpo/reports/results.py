@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,28 @@ import yaml
 from hpo.records.sweep_runs import TrialRun
 
 RESULTS_FILE = "optimization_results.yaml"
+# the Optuna state of a trial whose run ended so without having been tagged with one
+_RUN_STATES = {"FINISHED": "COMPLETE", "FAILED": "FAIL", "KILLED": "FAIL"}
+
+
+def trial_state(run_status: str, optuna_state: str | None, objective: float | None) -> str:
+    """What became of a trial, as every report counts it: the Optuna state its run was tagged with, else
+    the one its run's end implies; a trial that completed without an objective failed."""
+    state = optuna_state or _RUN_STATES.get(run_status, "RUNNING")
+    return "FAIL" if state == "COMPLETE" and objective is None else state
+
+
+def override_values(overrides: str | None) -> dict[str, Any]:
+    """A trial's overrides (a JSON list, as its run's ``hpo.overrides`` tag holds them) as values, read as
+    Hydra reads them (``lr=1e-05`` is a float, which YAML 1.1 would leave a string); {} when unreadable."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(json.loads(overrides or "[]"))
+    except (ValueError, HydraException):
+        return {}
+    return {o.key_or_group: o.value() for o in parsed}
 
 
 @dataclass
@@ -21,14 +44,25 @@ class SweepResults:
     objective: str
     direction: str
     trials: list[TrialRun]
+    # the parameters the sweep searched (the search space's names); empty: every override of a trial
+    searched: Sequence[str] = field(default_factory=list)
 
     @property
     def completed(self) -> list[TrialRun]:
-        return [t for t in self.trials if t.status == "FINISHED" and t.objective is not None]
+        return [t for t in self.trials if self._state(t) == "COMPLETE"]
 
     @property
     def failed(self) -> list[TrialRun]:
-        return [t for t in self.trials if t.status != "FINISHED"]
+        return [t for t in self.trials if self._state(t) == "FAIL"]
+
+    @staticmethod
+    def _state(trial: TrialRun) -> str:
+        return trial_state(trial.status, trial.optuna_state, trial.objective)
+
+    def params(self, trial: TrialRun) -> dict[str, Any]:
+        """The searched parameters' values in ``trial`` (every override where the search space is unknown)."""
+        values = override_values(trial.overrides)
+        return {k: v for k, v in values.items() if k in self.searched} if self.searched else values
 
     @property
     def best(self) -> TrialRun | None:
@@ -46,7 +80,7 @@ class SweepResults:
             "direction": self.direction,
             "best_value": best.objective if best else None,
             "best_trial": best.trial_number if best else None,
-            "best_params": _params(best.overrides) if best else {},
+            "best_params": self.params(best) if best else {},
             "n_trials": len(self.trials),
             "n_completed": len(self.completed),
             "n_failed": len(self.failed),
@@ -70,14 +104,5 @@ class SweepResults:
         head = f"{len(self.completed)} of {len(self.trials)} trials completed, {len(self.failed)} failed"
         if best is None:
             return head
-        params = " ".join(json.loads(best.overrides or "[]"))
+        params = " ".join(f"{k}={v}" for k, v in self.params(best).items())
         return f"{head}; best trial #{best.trial_number}: {self.objective}={best.objective:.4f}  {params}"
-
-
-def _params(overrides: str) -> dict[str, Any]:
-    """The values of a trial's overrides, read as Hydra reads them (``lr=1e-05`` is a float, which YAML 1.1
-    would leave a string)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(json.loads(overrides or "[]"))
-    return {o.key_or_group: o.value() for o in parsed}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import threading
 import time
@@ -13,10 +12,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from hpo.core.errors import HPOError
 from hpo.core.names import ERROR_TAG, OPTUNA_STATE_TAG, TRIAL_NUMBER_TAG
+from hpo.reports.results import override_values, trial_state
 
 if TYPE_CHECKING:
     import optuna
@@ -26,7 +24,6 @@ if TYPE_CHECKING:
 REPORTS_DIR = "reports"
 CSV_FILE = "trials.csv"
 SETTLED = ("COMPLETE", "FAIL", "PRUNED")
-_RUN_STATES = {"FINISHED": "COMPLETE", "FAILED": "FAIL", "KILLED": "FAIL"}
 # a run's start time is taken before its creation commits, which can wait out MLflow's SQLite busy timeout
 # (20 s) while others write: reads go back this far before the earliest run that can still change
 START_MARGIN_MS = 30_000
@@ -299,11 +296,9 @@ def _is_settled(run: Run) -> bool:
 def _merge(record: TrialRow | None, run: Run) -> TrialRow:
     metrics, tags, info = run.data.metrics, run.data.tags, run.info
     objective = metrics.get("objective")
-    state = tags.get(OPTUNA_STATE_TAG) or _RUN_STATES.get(info.status, "RUNNING")
-    if state == "COMPLETE" and objective is None:
-        state = "FAIL"
+    state = trial_state(info.status, tags.get(OPTUNA_STATE_TAG), objective)
     wall = (info.end_time - info.start_time) / 1000 if info.end_time and info.start_time else None
-    overrides = _overrides(tags.get("hpo.overrides"))
+    overrides = override_values(tags.get("hpo.overrides"))
     out = record or TrialRow(int(tags[TRIAL_NUMBER_TAG]), state, objective, overrides, wall)
     out.params = {**overrides, **out.params}
     out.run_id, out.fit_s = info.run_id, metrics.get("fit_s")
@@ -313,29 +308,6 @@ def _merge(record: TrialRow | None, run: Run) -> TrialRow:
     if out.duration_s is None:
         out.duration_s = metrics.get("trial_s", wall)
     return out
-
-
-def _overrides(text: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    try:
-        items = json.loads(text or "[]")
-    except ValueError:
-        return out
-    for item in items:
-        key, _, value = item.partition("=")
-        out[key.lstrip("+~")] = _scalar(value) if value else None
-    return out
-
-
-def _scalar(text: str) -> Any:
-    """An override's value as Hydra reads it: YAML, except that ``1e-05`` is a float, not a string."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _number(value: Any) -> float | None:

@@ -9,12 +9,13 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 
+from launchers.backend import Backend, JobHandle
 from launchers.hydra_job import JobSpec
 
 Task = Callable[[JobSpec, threading.Event], Any]
 
 
-class ThreadHandle:
+class ThreadHandle(JobHandle):
     """A job running ``task(spec, cancelled)`` in a thread; ``cost_usd`` mimics a paid backend's handles."""
 
     def __init__(
@@ -47,7 +48,7 @@ class ThreadHandle:
         self._cancelled.set()
 
 
-class ThreadBackend:
+class ThreadBackend(Backend):
     """Runs ``task(spec, cancelled)`` for every job in its own thread, recording which jobs it ran."""
 
     def __init__(self, task: Task, cost_usd: float | None = None) -> None:

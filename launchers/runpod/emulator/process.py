@@ -111,10 +111,6 @@ class EmulatorProcess:
     def stderr_path(self) -> Path:
         return self.log_dir / "emulator.log"
 
-    def client_env(self) -> dict[str, str]:
-        """Environment that points a subprocess's runpod SDK at this emulator (read by ``import runpod``)."""
-        return {"RUNPOD_API_KEY": self.api_key, "RUNPOD_ENDPOINT_BASE_URL": self.api_base}
-
     def start(self) -> EmulatorProcess:
         """Start the emulator and wait for its ``ready:`` line; EmulatorError with its stderr if it fails."""
         self.log_dir.mkdir(parents=True, exist_ok=True)

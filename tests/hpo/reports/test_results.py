@@ -39,6 +39,25 @@ def test_best_and_counts_follow_the_direction(tmp_path: Path) -> None:
     assert "2 of 3 trials completed, 1 failed; best trial #2: val_accuracy=0.9000" in results.describe()
 
 
+def test_the_best_trial_shows_the_searched_parameters_only(tmp_path: Path) -> None:
+    best = _trial(0, "FINISHED", 0.9, model__filters=16, trainer__max_epochs=2, dataset="digits")
+    results = SweepResults("val_accuracy", "maximize", [best], searched=["model.filters"])
+    assert results.describe().endswith("val_accuracy=0.9000  model.filters=16"), results.describe()
+    written = yaml.safe_load(results.write(tmp_path, {}).read_text())
+    assert written["best_params"] == {"model.filters": 16}, "the command's fixed overrides are not results"
+
+
+def test_failed_means_what_the_reports_count_as_failed() -> None:
+    no_objective = _trial(0, "FINISHED", None)
+    killed = _trial(1, "KILLED", None)
+    running = _trial(2, "RUNNING", None)
+    results = SweepResults("val_accuracy", "maximize", [no_objective, killed, running])
+    assert results.failed == [no_objective, killed], (
+        "a finished run without an objective failed; one running not"
+    )
+    assert results.completed == []
+
+
 def test_no_completed_trial_has_no_best(tmp_path: Path) -> None:
     results = SweepResults("val_accuracy", "maximize", [_trial(0, "FAILED", None)])
     assert results.best is None
