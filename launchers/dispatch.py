@@ -6,7 +6,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 
@@ -41,11 +40,6 @@ class Job:
     def done(self) -> bool:
         """Whether the job has stopped; never blocks."""
         return self.handle.done()
-
-    def info(self, name: str) -> Any:
-        """What the handle reports under ``name`` (``progress``, ``job_id``, ``run_id``, ``cost_usd``,
-        ``retries``, ``optuna_state``), if it reports it at all."""
-        return getattr(self.handle, name, None)
 
 
 class InFlight:

@@ -13,7 +13,7 @@ import socket
 import tempfile
 from typing import Any
 
-from hpo.core.errors import HPOError
+from hpo.core.errors import DatasetError, HPOError
 from hpo.core.payload import parse_payload
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def handle(job: dict[str, Any]) -> dict[str, Any]:
         try:
             result = run_trial(request)
         except HPOError as exc:
-            return error_output("trial", str(exc))
+            return error_output("dataset" if isinstance(exc, DatasetError) else "trial", str(exc))
         output: dict[str, Any] = {
             "objective": result.objective,
             "metrics": result.metrics,

@@ -54,7 +54,7 @@ WARM_IMPORTS = (
     "hpo.bench.workload_driver, hpo.bench.workload, hpo.driver.sweeper, hpo.driver.sweep_run, "
     "hpo.core.payload, launchers.launcher, "
     "launchers.local, launchers.local_slot, launchers.dispatch, hydra_plugins.hydra_optuna_sweeper._impl, "
-    "optuna.storages, sqlalchemy, alembic, mlflow, mlflow.tracking, mlflow.store.tracking.sqlalchemy_store, "
+    "optuna.storages, sqlalchemy, alembic, mlflow, mlflow.tracking, "
     "runpod, launchers.runpod.backend, launchers.runpod.emulator.server, aiohttp"
 )
 

@@ -12,7 +12,11 @@ class ConfigError(HPOError):
 
 
 class DatasetError(HPOError):
-    """A dataset cannot be loaded: unknown name, not cached and not downloadable, or a corrupt file."""
+    """A dataset cannot be loaded: unknown name, not cached and not downloadable, or a corrupt file.
+
+    It depends on the dataset's config alone, so every trial of a sweep that does not search the dataset
+    meets it too: the sweep stops at the first.
+    """
 
 
 class ModelConfigError(HPOError):

@@ -61,6 +61,10 @@ class SearchSpace:
         overrides = private_apis.trial_overrides(self.impl, trial, self.distributions)
         return [*overrides, *(f"{name}={value}" for name, value in self.fixed.items())]
 
+    def searches(self, section: str) -> bool:
+        """Whether a searched parameter lies in config ``section`` or chooses its option (``dataset``)."""
+        return any(name == section or name.startswith(f"{section}.") for name in self.distributions)
+
     def identity(self, *extra: str) -> str:
         """Eight hex digits naming this space and the overrides that change a trial's result."""
         kept = sorted(e for e in self.expressions if not e.lstrip("+~").startswith(_NOT_IDENTITY))

@@ -1,9 +1,10 @@
 """The Optuna study behind a sweep: its default name and storage, and what re-running the command resumes.
 
-A study lives in a storage (by default ``optuna.db`` beside the MLflow store) under a name derived from
-the command, so running the same command again continues the same study: ``n_trials`` is the study's
-total, completed and failed trials are never run again, and trials an earlier driver left RUNNING (it was
-interrupted or killed) are run again as the same Optuna trials.
+A study lives in a storage (by default the journal file ``optuna.journal`` beside the MLflow store, see
+``hpo.driver.study_storage``) under a name derived from the command, so running the same command again
+continues the same study: ``n_trials`` is the study's total, completed and failed trials are never run
+again, and trials an earlier driver left RUNNING (it was interrupted or killed) are run again as the same
+Optuna trials.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpo.core.errors import ConfigError
+from hpo.core.errors import ConfigError, HPOError
 from hpo.core.store import resolve_tracking_uri
 
 if TYPE_CHECKING:
@@ -22,7 +23,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STORAGE_FILE = "optuna.db"
+STORAGE_FILE = "optuna.journal"
+# the default storage of hpo's earlier versions: a sweep begun there resumes there
+LEGACY_STORAGE_FILE = "optuna.db"
 # study user attributes: where its MLflow parent run is, and what it optimises
 PARENT_RUN_ATTR = "hpo.parent_run_id"
 TRACKING_URI_ATTR = "hpo.tracking_uri"
@@ -32,15 +35,21 @@ COST_ATTR = "hpo.cost_usd"
 JOB_ID_ATTR = "hpo.runpod_job_id"
 
 
+class StudyWrittenElsewhere(HPOError):
+    """Another process added trials to the study this driver runs."""
+
+
 def default_storage(tracking_uri: str, start_dir: str | Path) -> str:
-    """``optuna.db`` in the directory of a SQLite MLflow store, else in the directory hpo started in."""
+    """The journal file ``optuna.journal`` in the directory of a SQLite MLflow store, else in the directory
+    hpo started in; an ``optuna.db`` an earlier version left there, and no journal yet, is used instead."""
     uri = resolve_tracking_uri(tracking_uri, start_dir)
     folder = Path(uri[len("sqlite:///") :]).parent if uri.startswith("sqlite:///") else Path(start_dir)
-    return f"sqlite:///{folder.resolve() / STORAGE_FILE}"
+    journal, legacy = folder.resolve() / STORAGE_FILE, folder.resolve() / LEGACY_STORAGE_FILE
+    return f"sqlite:///{legacy}" if legacy.is_file() and not journal.exists() else str(journal)
 
 
 def public_url(url: str) -> str:
-    """A storage URL fit to print and record: any password in it is masked."""
+    """A storage URL (or journal file) fit to print and record: any password in it is masked."""
     if "@" not in url:
         return url
     from sqlalchemy.engine import make_url
@@ -81,28 +90,29 @@ class StudyState:
 
 
 def open_study(name: str, storage: str, sampler: Any, directions: list[str]) -> optuna.Study:
-    """Create the study, or load it when it exists."""
+    """Create the study, or load it when it exists, in the journal file or database URL ``storage``."""
     import optuna
     from optuna.study import StudyDirection
 
-    from hpo.driver.study_storage import DriverStorage
+    from hpo.core.optuna_storage import open_storage
+    from hpo.driver.study_storage import SweepStudy
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     wrong = [d for d in directions if d.upper() not in StudyDirection.__members__]
     if wrong:
         raise ConfigError(f"hydra.sweeper.direction must be maximize or minimize, got {wrong[0]!r}")
     try:
-        driver_storage = DriverStorage(storage)
+        opened = open_storage(storage)
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
             f"cannot open the Optuna storage {public_url(storage)}: {reason} (hydra.sweeper.storage takes a "
-            "database URL such as sqlite:///optuna.db)"
+            "journal file such as optuna.journal or a database URL such as sqlite:///optuna.db)"
         ) from None
     try:
-        return optuna.create_study(
+        optuna.create_study(
             study_name=name,
-            storage=driver_storage,
+            storage=opened,
             sampler=sampler,
             directions=[StudyDirection[d.upper()] for d in directions],
             load_if_exists=True,
@@ -112,6 +122,16 @@ def open_study(name: str, storage: str, sampler: Any, directions: list[str]) -> 
             f"study '{name}' in {public_url(storage)} cannot be resumed: {exc} "
             "(set hydra.sweeper.study_name to start another)"
         ) from None
+    return SweepStudy(name, opened, sampler)
+
+
+def reopen(study: optuna.Study, number: int) -> optuna.Trial:
+    """Trial ``number`` of ``study``, left RUNNING by an earlier driver, as a trial to run again as it is."""
+    from hpo.driver.study_storage import SweepStudy
+
+    if not isinstance(study, SweepStudy):
+        raise TypeError(f"trial #{number} can be taken up again only in a study that open_study opened")
+    return study.reopen(number)
 
 
 def reseeded(sampler: Any, sampler_conf: Any, seed: int, n_asked: int) -> Any:

@@ -3,9 +3,13 @@
 Rules:
 - New trials are asked while the study holds fewer than ``n_trials``; trials an earlier driver left RUNNING
   are run again first, as the same Optuna trials (a RunPod job is re-attached when it is known).
+- The driver must be the study's only writer: a new trial numbered past those it knows of means another
+  process added trials (a second sweep of the same study), and stops the sweep with an ``HPOError``.
 - While every slot is busy, the next trial is asked and its config composed ahead, so that a slot that
   frees starts it at once (not with a budget, where each trial is asked only once the last costs are in).
-- A job that fails, or returns NaN or inf, is a FAIL trial, never a crash of the sweep.
+- A job that fails, or returns NaN or inf, is a FAIL trial, never a crash of the sweep; but a dataset that
+  cannot be loaded stops the sweep at once (with the first trial's error), unless the sweep searches the
+  dataset: no other trial could escape it.
 - ``max_failure_rate`` is failed / finished trials over the whole study (earlier runs of it included). It
   is exceeded once that rate passes it with at least ``min(workers, n_trials)`` trials finished (the first
   trials alone do not decide), or as soon as the failures outnumber ``max_failure_rate * n_trials`` (the
@@ -27,10 +31,10 @@ from hydra.core.utils import JobReturn, JobStatus
 
 from hpo.core import interrupts
 from hpo.core.collector import freeze_setup
-from hpo.core.errors import HPOError
+from hpo.core.errors import DatasetError, HPOError
 from hpo.core.names import ERROR_TAG
 from hpo.driver.live import EventLog, Snapshot, SweepView, TrialView
-from hpo.driver.study import COST_ATTR, JOB_ID_ATTR, StudyState
+from hpo.driver.study import COST_ATTR, JOB_ID_ATTR, StudyState, StudyWrittenElsewhere, reopen
 
 if TYPE_CHECKING:
     import optuna
@@ -67,6 +71,8 @@ class Stopped:
     job: Job
     values: list[float] | None
     error: str | None
+    # the trial failed on its dataset, which every trial of the sweep shares unless it searches it
+    dataset_failed: bool = False
 
 
 @dataclass
@@ -117,11 +123,10 @@ class TrialLoop:
         self.complete, self.failed, self.asked = state.complete, state.failed, state.asked
         self.stale: deque[FrozenTrial] = deque(state.stale)
         self.best = study.best_value if state.complete and len(study.directions) == 1 else None
-        self.costs = [
-            float(t.user_attrs[COST_ATTR])
-            for t in study.get_trials(deepcopy=False)
-            if COST_ATTR in t.user_attrs
-        ]
+        trials = study.get_trials(deepcopy=False)
+        self.costs = [float(t.user_attrs[COST_ATTR]) for t in trials if COST_ATTR in t.user_attrs]
+        # the number the next new trial gets, unless another process adds trials to the study
+        self.next_number = len(trials)
         self.durations: list[float] = []
         self.trials: dict[int, optuna.Trial] = {}
         # trials told to the study, not recorded yet: number, state, run id if the job knows it, and whether
@@ -185,15 +190,13 @@ class TrialLoop:
     def _next(self) -> ReadyTrial | None:
         """The next trial to run, with its job composed: a stale one first, else a new one if one may be
         asked."""
-        import optuna
-
         run_id = job_id = None
         while self.stale:
             frozen = self.stale.popleft()
             runs = self.sweep.parent.trial_runs(frozen.number)
             if self._adopt(frozen, runs):
                 continue
-            trial = optuna.Trial(self.study, frozen._trial_id)
+            trial = reopen(self.study, frozen.number)
             run_id = runs[-1].run_id if runs else None
             job_id = frozen.user_attrs.get(JOB_ID_ATTR)
             break
@@ -202,6 +205,7 @@ class TrialLoop:
                 return None
             trial = self.study.ask()
             self.asked += 1
+            self._check_number(trial.number)
         spec = self.launcher.prepare(self.space.overrides(trial), trial.number)
         return ReadyTrial(trial, spec, run_id, job_id)
 
@@ -219,6 +223,17 @@ class TrialLoop:
         self.complete += 1
         self._improve(value)
         return True
+
+    def _check_number(self, number: int) -> None:
+        """Stop when a new trial's number shows that another process added trials since this driver's last
+        (a trial enqueued by hand and asked now has a lower number)."""
+        if number > self.next_number:
+            raise StudyWrittenElsewhere(
+                f"study '{self.study.study_name}' gained trials from another process while this sweep ran it "
+                f"(this sweep's trial #{number} came after #{self.next_number - 1}): run one sweep of a "
+                "study at a time"
+            )
+        self.next_number = max(self.next_number, number + 1)
 
     def _may_ask(self) -> bool:
         if self.asked >= self.rules.n_trials or self.over_budget:
@@ -245,7 +260,8 @@ class TrialLoop:
         self.durations.append(job.elapsed_s)
         state = "COMPLETE" if error is None else "FAIL"
         self.events.write("finish", job.num, state=state, value=values[0] if values else None)
-        return Stopped(job, values, error)
+        dataset_failed = ret.status != JobStatus.COMPLETED and isinstance(ret._return_value, DatasetError)
+        return Stopped(job, values, error, dataset_failed)
 
     def _tell(self, stop: Stopped) -> None:
         """Tell the study a stopped job's result (slower bookkeeping waits for ``_record``)."""
@@ -253,7 +269,7 @@ class TrialLoop:
 
         job, values, error = stop.job, stop.values, stop.error
         trial = self.trials.pop(job.num)
-        cost = job.info("cost_usd")
+        cost = job.handle.cost_usd
         if cost is not None:
             trial.set_user_attr(COST_ATTR, float(cost))
             self.costs.append(float(cost))
@@ -268,7 +284,12 @@ class TrialLoop:
             self.failed += 1
             self.first_failure = self.first_failure or f"trial #{job.num}: {error}"
         state = "COMPLETE" if values is not None else "FAIL"
-        self.told.append((job.num, state, job.info("run_id"), job.info("optuna_state") == state))
+        self.told.append((job.num, state, job.handle.run_id, job.handle.optuna_state == state))
+        if stop.dataset_failed and not self.space.searches("dataset"):
+            raise HPOError(
+                f"the sweep stopped: trial #{job.num} could not load the dataset every trial of it shares "
+                f"({error})"
+            )
         self._check_failure_rate()
 
     def _record(self) -> None:
@@ -310,14 +331,14 @@ class TrialLoop:
     def _note_job_ids(self) -> None:
         """Record each remote job's id in its trial as soon as it has one, so a new driver can re-attach."""
         for job in self.launcher.running:
-            job_id = job.info("job_id")
+            job_id = job.handle.job_id
             if job_id is not None and job.num not in self.job_ids and job.num in self.trials:
                 self.trials[job.num].set_user_attr(JOB_ID_ATTR, str(job_id))
                 self.job_ids.add(job.num)
 
     def snapshot(self) -> Snapshot:
         running = [
-            TrialView(job.num, job.elapsed_s, job.info("progress"), job.info("retries"))
+            TrialView(job.num, job.elapsed_s, job.handle.progress, job.handle.retries)
             for job in self.launcher.running
         ]
         queued = 0 if self.over_budget else max(self.rules.n_trials - self.asked, 0) + len(self.stale)

@@ -2,7 +2,8 @@
 best.
 
 The target is a sweep directory (its ``optimization_results.yaml`` names the MLflow parent run and, when the
-study was stored, the Optuna storage) or an Optuna storage URL with ``--study``.
+study was stored, the Optuna storage) or an Optuna storage (a database URL or a journal file) with
+``--study``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import yaml
 from hpo.core.errors import HPOError
 from hpo.core.failures import report_failure
 from hpo.core.names import DEBUG_ENV
+from hpo.core.optuna_storage import open_storage
 from hpo.reports.results import RESULTS_FILE
 from hpo.reports.sweep_report import REPORTS_DIR, ReportError, SweepReport
 
@@ -50,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m hpo.reports",
         description="Rebuild a sweep's reports, log them to its MLflow parent run, print the best trials.",
     )
-    parser.add_argument("target", help=f"a sweep directory (holding {RESULTS_FILE}) or an Optuna storage URL")
+    parser.add_argument(
+        "target", help=f"a sweep directory (holding {RESULTS_FILE}), an Optuna storage URL or journal file"
+    )
     parser.add_argument("--study", help="study name in the storage (default: the storage's only study)")
     parser.add_argument("--tracking-uri", help="MLflow store of the sweep (default: from the sweep's record)")
     parser.add_argument("--parent-run-id", help="the sweep's MLflow parent run (default: from its record)")
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _from_target(args: argparse.Namespace) -> Source:
-    if "://" in args.target:
+    target = Path(args.target)
+    if "://" in args.target or (target.is_file() and target.name != RESULTS_FILE):
         source = Source(args.target, args.out, args.target, args.study)
     else:
         path = Path(args.target)
@@ -150,7 +155,8 @@ def _load_study(source: Source) -> optuna.Study:
     _require_store(source.storage, "Optuna storage")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        names = optuna.get_all_study_names(source.storage)
+        storage = open_storage(source.storage)
+        names = optuna.get_all_study_names(storage)
     except Exception as exc:
         hint = (
             " (its password is masked in the record: pass the storage URL itself)"
@@ -163,7 +169,7 @@ def _load_study(source: Source) -> optuna.Study:
         wanted = f"no study '{name}'" if name else "several studies; pick one with --study"
         wanted = wanted if names else "no study"
         raise ReportError(f"{source.storage} has {wanted} (studies: {', '.join(names) or 'none'})")
-    study = optuna.load_study(study_name=name, storage=source.storage)
+    study = optuna.load_study(study_name=name, storage=storage)
     attrs: dict[str, Any] = study.user_attrs
     source.tracking_uri = source.tracking_uri or attrs.get(STUDY_ATTRS[0])
     source.parent_run_id = source.parent_run_id or attrs.get(STUDY_ATTRS[1])
@@ -173,8 +179,9 @@ def _load_study(source: Source) -> optuna.Study:
 
 
 def _require_store(uri: str, what: str) -> None:
-    """A missing SQLite file is an error here, not a new empty store."""
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+    """A missing SQLite or journal file is an error here, not a new empty store."""
+    path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None if "://" in uri else uri
+    if path is not None and not Path(path).is_file():
         raise ReportError(f"no {what} at {uri}: the file does not exist")
 
 

@@ -18,7 +18,7 @@ import yaml
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import Container, OmegaConf
 
-from hpo.core.errors import BackendError, HPOError, TrialError
+from hpo.core.errors import BackendError, DatasetError, HPOError, TrialError
 from hpo.core.names import OPTUNA_STATE_TAG
 from hpo.core.payload import JOBS_HELD_PER_WORKER, WORKER_WAIT_KEY
 from hpo.core.trial_record import TrialRunRecord
@@ -41,8 +41,9 @@ class JobPolicy:
     price_per_hour: float
 
 
-def trial_error(output_error: Any) -> str | None:
-    """The message of a failure the worker reported for the trial itself, or None for any other failure.
+def trial_error(output_error: Any) -> HPOError | None:
+    """A failure the worker reported for the trial itself (a ``DatasetError`` where its dataset failed), or
+    None for any other failure.
 
     hpo's worker reports trial failures as a JSON object with an ``hpo_error`` key; the SDK reports an
     exception escaping a handler as one with ``error_message``; anything else (a lost worker, RunPod's
@@ -53,9 +54,10 @@ def trial_error(output_error: Any) -> str | None:
     except ValueError:
         return None
     if isinstance(data, dict) and "hpo_error" in data:
-        return str(data.get("message"))
+        kind = DatasetError if data["hpo_error"] == "dataset" else TrialError
+        return kind(str(data.get("message")))
     if isinstance(data, dict) and "error_message" in data:
-        return f"{data.get('error_type', 'error')}: {data['error_message']}"
+        return TrialError(f"{data.get('error_type', 'error')}: {data['error_message']}")
     return None
 
 
@@ -149,8 +151,8 @@ class RunPodJobHandle(JobHandle):
         self.cost_usd += billed_ms(status) / 3.6e6 * self.policy.price_per_hour
         if state == "COMPLETED":
             self._complete(status)
-        elif state == "FAILED" and (message := trial_error(status.get("error"))) is not None:
-            self._fail(message)
+        elif state == "FAILED" and (error := trial_error(status.get("error"))) is not None:
+            self._fail(str(error), type(error))
         else:
             reason = status.get("error") or "no reason given"
             self._infrastructure_failure(f"job {self.job_id} ended {state}: {str(reason)[:300]}")
@@ -196,10 +198,10 @@ class RunPodJobHandle(JobHandle):
         else:
             self._fail(f"{reason} (after {self.retries} retries)")
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, kind: type[HPOError] = TrialError) -> None:
         self.optuna_state = "FAIL"
         self.record.end("FAILED", message, self._job_tags())
-        self._outcome = TrialError(f"trial #{self.spec.num}: {message}")
+        self._outcome = kind(f"trial #{self.spec.num}: {message}")
 
     def _job_tags(self) -> dict[str, Any]:
         """What the run records of the job however it ended: written once, with its end, to save the

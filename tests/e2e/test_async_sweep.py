@@ -15,6 +15,8 @@ from typing import Any
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from tests.conftest import RunHPO
@@ -46,7 +48,7 @@ def _toy(tmp_path: Path, args: list[str], plan: dict[str, Any]) -> subprocess.Co
 
 
 def _study(tmp_path: Path) -> optuna.Study:
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal")))
     (name,) = optuna.get_all_study_names(storage)
     return optuna.load_study(study_name=name, storage=storage)
 

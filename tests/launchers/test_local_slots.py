@@ -109,8 +109,8 @@ def test_a_job_reports_the_trial_run_it_closed_and_the_state_it_tagged(make_laun
     flight = launcher.open()
     first = launcher.start(launcher.prepare(["+x=1"], 0))
     wait_done(flight, first)
-    assert (first.info("run_id"), first.info("optuna_state")) == ("run-1", "COMPLETE")
+    assert (first.handle.run_id, first.handle.optuna_state) == ("run-1", "COMPLETE")
     launcher.collect(first)
     second = launcher.start(launcher.prepare(["+x=2"], 1))
     wait_done(flight, second)
-    assert (second.info("run_id"), second.info("optuna_state")) == ("run-2", None), "each job its own runs"
+    assert (second.handle.run_id, second.handle.optuna_state) == ("run-2", None), "each job its own runs"

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 
 from hpo.core import sqlite_wal as sqlite_stores
-from hpo.driver.study_storage import DriverStorage
+from hpo.core.optuna_storage import open_storage
 
 FULL, NORMAL = 2, 1
 
@@ -52,7 +52,7 @@ def _journal(path: Path) -> str:
 
 
 def test_a_study_database_commits_through_its_log(write_ahead: None, tmp_path: Path) -> None:
-    DriverStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
     assert _journal(tmp_path / "optuna.db") == "wal", "the mode stays with the file, for other processes"
     with create_engine(f"sqlite:///{tmp_path / 'optuna.db'}").connect() as connection:
         assert connection.execute(text("PRAGMA synchronous")).scalar() == NORMAL, "no sync per commit"

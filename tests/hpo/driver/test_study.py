@@ -25,17 +25,23 @@ from hpo.driver.study import default_storage, public_url
 def test_the_study_is_stored_beside_a_sqlite_mlflow_store(
     tmp_path: Path, tracking_uri: str, folder: str
 ) -> None:
-    assert (
-        default_storage(tracking_uri, tmp_path) == f"sqlite:///{(tmp_path / folder).resolve() / 'optuna.db'}"
-    )
+    assert default_storage(tracking_uri, tmp_path) == str((tmp_path / folder).resolve() / "optuna.journal")
+
+
+def test_a_study_an_earlier_version_kept_in_optuna_db_resumes_there(tmp_path: Path) -> None:
+    (tmp_path / "optuna.db").touch()
+    assert default_storage("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path.resolve() / 'optuna.db'}"
+    (tmp_path / "optuna.journal").touch()
+    assert default_storage("sqlite:///mlflow.db", tmp_path) == str(tmp_path.resolve() / "optuna.journal")
 
 
 def test_a_storage_password_is_never_shown() -> None:
     assert "s3cret" not in public_url("postgresql://hpo:s3cret@db.example/studies")
     assert public_url("sqlite:////data/optuna.db") == "sqlite:////data/optuna.db"
+    assert public_url("/data/optuna.journal") == "/data/optuna.journal"
 
 
-def _identity(params: dict[str, str], *arguments: str) -> str:
+def _space(params: dict[str, str], *arguments: str) -> SearchSpace:
     impl = OptunaSweeperImpl(
         optuna.samplers.RandomSampler(),
         "maximize",
@@ -48,7 +54,19 @@ def _identity(params: dict[str, str], *arguments: str) -> str:
         None,
         OmegaConf.create(params),
     )
-    return SearchSpace.parse(impl, list(arguments)).identity("maximize")
+    return SearchSpace.parse(impl, list(arguments))
+
+
+def _identity(params: dict[str, str], *arguments: str) -> str:
+    return _space(params, *arguments).identity("maximize")
+
+
+def test_a_space_knows_which_config_sections_it_searches() -> None:
+    assert _space({"model.filters": "choice(8, 16)"}, "dataset=mnist").searches("model")
+    assert not _space({"model.filters": "choice(8, 16)"}, "dataset=mnist").searches("dataset"), "fixed"
+    assert _space({}, "dataset=choice(digits, mnist)").searches("dataset"), "a choice of option"
+    assert _space({"dataset.fraction": "interval(0.5, 1.0)"}).searches("dataset")
+    assert not _space({"datasets_extra.x": "choice(1, 2)"}).searches("dataset")
 
 
 def test_the_same_command_names_the_same_study() -> None:

@@ -1,45 +1,35 @@
-"""The driver's study storage: every write reaches the database at once, reads never touch it."""
+"""The study's storage: a journal file by default or a database URL, every write in it when it returns, a
+study opened again going on from its trials, and a trial left RUNNING taken up again as the same trial."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
 import pytest
+from optuna.storages import JournalStorage, RDBStorage
 from optuna.trial import TrialState
-from sqlalchemy import event
 
 from hpo.core.errors import ConfigError
-from hpo.driver.study import open_study
-from hpo.driver.study_storage import DriverStorage, StudyWrittenElsewhere
+from hpo.core.optuna_storage import open_storage
+from hpo.driver.study import open_study, reopen
 
 
-def _url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'optuna.db'}"
+@pytest.fixture(params=["journal", "sqlite"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A journal file (the default) or a SQLite database URL (given as hydra.sweeper.storage)."""
+    if request.param == "journal":
+        return str(tmp_path / "optuna.journal")
+    return f"sqlite:///{tmp_path / 'o.db'}"
 
 
-def _open(url: str) -> optuna.Study:
-    return open_study("s", url, optuna.samplers.TPESampler(seed=0, constant_liar=True), ["maximize"])
+def _open(location: str) -> optuna.Study:
+    return open_study("s", location, optuna.samplers.TPESampler(seed=0, constant_liar=True), ["maximize"])
 
 
-@contextmanager
-def _statements(study: optuna.Study) -> Iterator[list[str]]:
-    """The SQL statements the study's database receives inside the block."""
-    storage = study._storage
-    assert isinstance(storage, DriverStorage)
-    seen: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-        seen.append(statement)
-
-    engine = storage._db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+def _load(location: str) -> optuna.Study:
+    """The study as another process reads it."""
+    return optuna.load_study(study_name="s", storage=open_storage(location))
 
 
 def _snapshot(study: optuna.Study) -> list[tuple[int, str, dict[str, object], object, dict[str, object]]]:
@@ -48,8 +38,13 @@ def _snapshot(study: optuna.Study) -> list[tuple[int, str, dict[str, object], ob
     ]
 
 
-def test_each_write_is_in_the_database_when_it_returns(tmp_path: Path) -> None:
-    study = _open(_url(tmp_path))
+def test_a_url_opens_a_database_anything_else_a_journal_file(tmp_path: Path) -> None:
+    assert isinstance(open_storage(f"sqlite:///{tmp_path / 'o.db'}"), RDBStorage)
+    assert isinstance(open_storage(str(tmp_path / "optuna.journal")), JournalStorage)
+
+
+def test_each_write_is_in_the_storage_when_it_returns(location: str) -> None:
+    study = _open(location)
     for i in range(3):
         trial = study.ask()
         trial.suggest_float("lr", 1e-4, 1e-1, log=True)
@@ -58,15 +53,15 @@ def test_each_write_is_in_the_database_when_it_returns(tmp_path: Path) -> None:
             study.tell(trial, 0.5 + i / 10)
     running = study.ask()
 
-    fresh = optuna.load_study(study_name="s", storage=_url(tmp_path))
+    fresh = _load(location)
     assert _snapshot(fresh) == _snapshot(study)
     assert [t.state for t in fresh.trials] == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING] * 2
     assert fresh.trials[-1].number == running.number == 3
     assert fresh.best_value == pytest.approx(0.6)
 
 
-def test_a_study_opened_again_has_its_trials_and_goes_on_from_them(tmp_path: Path) -> None:
-    earlier = optuna.create_study(study_name="s", storage=_url(tmp_path), direction="maximize")
+def test_a_study_opened_again_has_its_trials_and_goes_on_from_them(location: str) -> None:
+    earlier = _open(location)
     earlier.set_user_attr("hpo.parent_run_id", "abc")
     earlier.enqueue_trial({"lr": 0.01})
     done = earlier.ask()
@@ -75,7 +70,7 @@ def test_a_study_opened_again_has_its_trials_and_goes_on_from_them(tmp_path: Pat
     stale = earlier.ask()
     stale.suggest_float("lr", 1e-4, 1e-1, log=True)
 
-    study = _open(_url(tmp_path))
+    study = _open(location)
     assert _snapshot(study) == _snapshot(earlier)
     assert study.user_attrs == {"hpo.parent_run_id": "abc"}
     study.tell(stale.number, 0.7)
@@ -83,53 +78,37 @@ def test_a_study_opened_again_has_its_trials_and_goes_on_from_them(tmp_path: Pat
     assert trial.number == 2
     study.tell(trial, 0.8)
 
-    fresh = optuna.load_study(study_name="s", storage=_url(tmp_path))
-    assert [(t.number, t.state, t.value) for t in fresh.trials] == [
+    assert [(t.number, t.state, t.value) for t in _load(location).trials] == [
         (0, TrialState.COMPLETE, 0.9),
         (1, TrialState.COMPLETE, 0.7),
         (2, TrialState.COMPLETE, 0.8),
     ]
 
 
-def test_reading_trials_sends_no_query(tmp_path: Path) -> None:
-    study = _open(_url(tmp_path))
-    for _ in range(4):
-        trial = study.ask()
-        study.tell(trial, trial.suggest_float("lr", 1e-4, 1e-1, log=True))
+def test_a_trial_left_running_is_taken_up_again_as_the_same_trial(location: str) -> None:
+    earlier = _open(location)
+    earlier.tell(earlier.ask(), 0.5)
+    left = earlier.ask()
+    lr = left.suggest_float("lr", 1e-4, 1e-1, log=True)
+    left.set_user_attr("hpo.runpod_job_id", "job-1")
+
+    study = _open(location)
+    trial = reopen(study, left.number)
+    assert trial.number == 1
+    assert trial.suggest_float("lr", 1e-4, 1e-1, log=True) == lr, "its stored value, not a new draw"
+    trial.set_user_attr("hpo.cost_usd", 0.25)
+    study.tell(trial, 0.75)
+
+    (_, again) = _load(location).trials
+    assert (again.state, again.value, again.params) == (TrialState.COMPLETE, 0.75, {"lr": lr})
+    assert again.user_attrs == {"hpo.runpod_job_id": "job-1", "hpo.cost_usd": 0.25}
+
+
+def test_only_a_study_open_study_opened_takes_a_trial_up_again() -> None:
+    study = optuna.create_study()
     study.ask()
-    with _statements(study) as seen:
-        assert len(study.get_trials()) == 5
-        assert study.best_trial.number in range(4)
-        assert study.user_attrs == {}
-    assert seen == []
-
-
-def test_asking_again_reads_no_number_back_while_no_other_process_writes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    study = _open(_url(tmp_path))
-    storage = study._storage
-    assert isinstance(storage, DriverStorage)
-    reads: list[int] = []
-    read_number = storage._db.get_trial_number_from_id
-
-    def counted(trial_id: int) -> int:
-        reads.append(trial_id)
-        return read_number(trial_id)
-
-    monkeypatch.setattr(storage._db, "get_trial_number_from_id", counted)
-    for _ in range(3):
-        study.tell(study.ask(), 0.5)
-    assert len(reads) == 1
-    assert [t.number for t in optuna.load_study(study_name="s", storage=_url(tmp_path)).trials] == [0, 1, 2]
-
-
-def test_trials_another_process_adds_stop_the_driver_with_a_clear_error(tmp_path: Path) -> None:
-    study = _open(_url(tmp_path))
-    study.tell(study.ask(), 0.5)
-    optuna.load_study(study_name="s", storage=_url(tmp_path)).ask()
-    with pytest.raises(StudyWrittenElsewhere, match="another process"):
-        study.ask()
+    with pytest.raises(TypeError, match="open_study"):
+        reopen(study, 0)
 
 
 def test_a_storage_that_cannot_be_opened_is_a_config_error(tmp_path: Path) -> None:
@@ -137,3 +116,8 @@ def test_a_storage_that_cannot_be_opened_is_a_config_error(tmp_path: Path) -> No
         _open("nosuch://x")
     with pytest.raises(ConfigError, match="cannot open the Optuna storage"):
         _open(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'optuna.db'}")
+    with pytest.raises(ConfigError, match="cannot open the Optuna storage"):
+        _open(str(tmp_path / "missing" / "optuna.journal"))
+    _open(f"sqlite:///{tmp_path / 'optuna.db'}")
+    with pytest.raises(ConfigError, match="cannot open the Optuna storage .*optuna.db: .*journal file"):
+        _open(str(tmp_path / "optuna.db"))  # a database given as a path, not a URL

@@ -25,16 +25,15 @@ from hydra.types import HydraContext, RunMode
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
-from optuna.distributions import UniformDistribution
 from optuna.trial import TrialState
 
 from hpo.core.code_version import code_version
-from hpo.core.errors import HPOError
+from hpo.core.errors import DatasetError, HPOError
 from hpo.core.names import ERROR_TAG, OPTUNA_STATE_TAG
 from hpo.driver.cli import CONF_DIR
 from hpo.driver.live import EVENTS_FILE, EventLog, SweepView
 from hpo.driver.search_space import SearchSpace
-from hpo.driver.study import COST_ATTR, StudyState
+from hpo.driver.study import COST_ATTR, StudyState, StudyWrittenElsewhere, open_study
 from hpo.driver.sweep_run import Sweep
 from hpo.driver.trial_loop import LoopRules, TrialLoop
 from launchers.hydra_job import JobSpec
@@ -45,10 +44,15 @@ SPACE = {"trainer.learning_rate": "interval(0.0, 1.0)"}
 
 
 def _ask(study: optuna.Study) -> optuna.Trial:
-    """Ask a trial the way hydra-optuna-sweeper does (with Optuna's pre-3.0 class, kept by the storage)."""
+    """Ask a trial the way hpo's sweeper does."""
     trial = study.ask()
-    trial._suggest("trainer.learning_rate", UniformDistribution(0.0, 1.0))
+    trial.suggest_float("trainer.learning_rate", 0.0, 1.0)
     return trial
+
+
+def _open(storage: str) -> optuna.Study:
+    """The study in ``storage`` as a driver opens it (a journal file, the default storage)."""
+    return open_study("s", storage, optuna.samplers.RandomSampler(seed=0), ["maximize"])
 
 
 @pytest.fixture(scope="module")
@@ -203,6 +207,20 @@ def test_the_failure_rate_counts_the_whole_study_and_stops_it(rig: Callable[...,
     assert len(states) < 10
 
 
+def test_a_dataset_no_trial_can_load_stops_the_sweep_at_the_first(rig: Callable[..., Rig]) -> None:
+    def task(spec: JobSpec, cancelled: threading.Event) -> float:
+        if spec.num == 0:
+            raise DatasetError("dataset 'cifar10' is not in the Keras cache and fetching it failed")
+        cancelled.wait(5)
+        return _lr(spec)
+
+    r = rig(task, n_trials=20, workers=2)
+    with pytest.raises(HPOError, match=r"the sweep stopped: trial #0 could not load the dataset .*'cifar10'"):
+        r.loop.run()
+    states = [t.state for t in r.study.trials]
+    assert states[0] == TrialState.FAIL and len(states) < 5, "no further trial meets the same failure"
+
+
 def test_one_early_failure_does_not_stop_the_sweep(rig: Callable[..., Rig]) -> None:
     def task(spec: JobSpec, cancelled: threading.Event) -> float:
         if spec.num == 0:
@@ -229,8 +247,8 @@ def test_the_budget_stops_new_trials(rig: Callable[..., Rig]) -> None:
 def test_trials_left_running_are_run_again_as_the_same_trials(
     rig: Callable[..., Rig], tmp_path: Path
 ) -> None:
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    storage = str(tmp_path / "optuna.journal")
+    study = _open(storage)
     done = _ask(study)
     study.tell(done, 0.5)
     left = _ask(study)
@@ -239,10 +257,10 @@ def test_trials_left_running_are_run_again_as_the_same_trials(
     r = rig(
         lambda spec, cancelled: _lr(spec),
         n_trials=4,
-        study=optuna.load_study(study_name="s", storage=storage),
+        study=_open(storage),
     )
     r.loop.run()
-    trials = optuna.load_study(study_name="s", storage=storage).trials
+    trials = _open(storage).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     assert trials[1].params["trainer.learning_rate"] == lr and trials[1].value == pytest.approx(lr)
     assert [spec.num for spec in r.backend.submitted] == [1, 2, 3], "the completed trial is not run again"
@@ -251,13 +269,13 @@ def test_trials_left_running_are_run_again_as_the_same_trials(
 def test_a_trial_that_finished_after_its_driver_died_is_not_run_again(
     rig: Callable[..., Rig], tmp_path: Path
 ) -> None:
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    storage = str(tmp_path / "optuna.journal")
+    study = _open(storage)
     _ask(study)
     r = rig(
         lambda spec, cancelled: _lr(spec),
         n_trials=2,
-        study=optuna.load_study(study_name="s", storage=storage),
+        study=_open(storage),
     )
     client = MlflowClient(r.sweep.tracking_uri)
     run = client.create_run(
@@ -268,7 +286,7 @@ def test_a_trial_that_finished_after_its_driver_died_is_not_run_again(
     client.set_terminated(run.info.run_id, "FINISHED")
 
     r.loop.run()
-    trials = optuna.load_study(study_name="s", storage=storage).trials
+    trials = _open(storage).trials
     assert [t.value for t in trials][0] == 0.75 and [t.state for t in trials] == [TrialState.COMPLETE] * 2
     assert [spec.num for spec in r.backend.submitted] == [1]
     assert client.get_run(run.info.run_id).data.tags[OPTUNA_STATE_TAG] == "COMPLETE"
@@ -290,8 +308,7 @@ def test_the_next_trial_is_ready_before_a_slot_frees(rig: Callable[..., Rig]) ->
 def test_a_trial_asked_ahead_is_run_after_an_interruption(
     rig: Callable[..., Rig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    storage = str(tmp_path / "optuna.journal")
     resumed = threading.Event()
 
     def task(spec: JobSpec, cancelled: threading.Event) -> float:
@@ -299,12 +316,12 @@ def test_a_trial_asked_ahead_is_run_after_an_interruption(
             cancelled.wait(5)
         return _lr(spec)
 
-    r = rig(task, n_trials=4, study=optuna.load_study(study_name="s", storage=storage))
+    r = rig(task, n_trials=4, study=_open(storage))
     with monkeypatch.context() as patch:
         patch.setattr(r.loop.launcher, "wait", lambda: (_ for _ in ()).throw(KeyboardInterrupt))
         with pytest.raises(KeyboardInterrupt):
             r.loop.run()
-    study = optuna.load_study(study_name="s", storage=storage)
+    study = _open(storage)
     assert [t.state for t in study.trials] == [TrialState.RUNNING] * 3, "two started, one asked ahead"
     assert [spec.num for spec in r.backend.submitted] == [0, 1]
 
@@ -312,9 +329,26 @@ def test_a_trial_asked_ahead_is_run_after_an_interruption(
     rules = LoopRules(4, 1.0)
     view, events = SweepView("objective", live=False), EventLog(r.sweep.sweep_dir)
     TrialLoop(study, r.loop.launcher, r.loop.space, rules, r.sweep, view, events, StudyState.of(study)).run()
-    trials = optuna.load_study(study_name="s", storage=storage).trials
+    trials = _open(storage).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     assert [spec.num for spec in r.backend.submitted] == [0, 1, 0, 1, 2, 3], "the same trials, then the last"
+
+
+def test_a_second_sweep_of_the_same_study_stops_the_first(rig: Callable[..., Rig], tmp_path: Path) -> None:
+    storage = str(tmp_path / "optuna.journal")
+
+    def task(spec: JobSpec, cancelled: threading.Event) -> float:
+        if spec.num == 0:
+            other = _open(storage)  # another driver's, asking a trial while this one runs trial #0
+            while len(other.trials) < 2:  # once this driver asked #1 ahead
+                time.sleep(0.01)
+            other.ask()
+        return _lr(spec)
+
+    r = rig(task, n_trials=4, workers=1, study=_open(storage))
+    with pytest.raises(StudyWrittenElsewhere, match=r"another process .*trial #3 came after #1"):
+        r.loop.run()
+    assert [spec.num for spec in r.backend.submitted] == [0, 1], "#1 was asked before the other's trial"
 
 
 def test_the_parent_run_names_the_code_version(rig: Callable[..., Rig]) -> None:
