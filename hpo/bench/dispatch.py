@@ -7,7 +7,9 @@ calibrated waiting workload of ``hpo.bench.workload``. The figures:
 
 - ``wall_s``: the wall time of the sweep's trials, from the first task's start to the last one's end;
   ``efficiency``: time spent in tasks (as they recorded it) / (workers x ``wall_s``), the share of worker
-  time the sweeper kept busy;
+  time the sweeper kept busy; ``ceiling``: the efficiency of a sweeper that costs nothing, starting the
+  same tasks in trial order on the first free worker (what is left is the wait for the last tasks, which
+  no sweeper that does not know the task times avoids);
 - ``sweep_s``: the whole sweep in the driver, from Hydra's ``on_multirun_start`` to ``on_multirun_end``,
   which adds the one-off ``setup_s`` (starting workers, opening the study and the MLflow parent run) and
   ``closing_s`` (final reports, model registration); ``sweep_efficiency`` divides by it instead (the MLflow
@@ -28,6 +30,7 @@ compiling mlflow and optuna from source at each start would be timed as setup ot
 from __future__ import annotations
 
 import contextlib
+import heapq
 import itertools
 import json
 import os
@@ -199,6 +202,7 @@ def figures(case: Case, probe: dict[str, Any], events: list[dict[str, Any]]) -> 
         "median_s": case.median_s,
         "wall_s": round(wall_s, 3),
         "efficiency": _share(tasks_s, case.workers * wall_s),
+        "ceiling": _ceiling(events, case.workers),
         "tasks_s": round(tasks_s, 3),
         "longest_task_s": round(max(task_times, default=0.0), 3),
         "sweep_s": round(sweep_s, 3),
@@ -211,6 +215,15 @@ def figures(case: Case, probe: dict[str, Any], events: list[dict[str, Any]]) -> 
         "handoff_ms": _handoff_ms(events),
         "driver_imported_tensorflow": probe["tensorflow_imported"],
     }
+
+
+def _ceiling(events: list[dict[str, Any]], workers: int) -> float:
+    """The efficiency of free dispatch: each task, in trial order, on the first worker to be free."""
+    free_at = [0.0] * workers
+    for event in sorted(events, key=lambda e: e["number"]):
+        start = heapq.heappop(free_at)
+        heapq.heappush(free_at, start + event["end"] - event["start"])
+    return _share(sum(e["end"] - e["start"] for e in events), workers * max(free_at, default=0.0))
 
 
 def _handoff_ms(events: list[dict[str, Any]]) -> float | None:
@@ -234,7 +247,8 @@ def describe(result: dict[str, Any]) -> str:
     """One line of figures for a human."""
     return (
         f"{result['backend']:<6} {result['mode']:<5} W={result['workers']} T={result['trials']}: "
-        f"trials' wall {result['wall_s']:.1f} s, efficiency {result['efficiency']:.3f}, "
+        f"trials' wall {result['wall_s']:.1f} s, efficiency {result['efficiency']:.3f} "
+        f"(ceiling {result['ceiling']:.3f}), "
         f"driver overhead {result['overhead_ms']:.1f} ms/trial, "
         f"{result['handoff_ms'] or 0:.0f} ms between a worker's tasks, "
         f"driver peak RSS {result['driver_rss_mb']:.0f} MB "

@@ -87,6 +87,28 @@ def test_figures_from_probe_and_events() -> None:
     assert result["completed"] == 4 and result["driver_rss_mb"] == 200.0
 
 
+def test_the_ceiling_is_free_dispatch_of_the_same_tasks_in_trial_order() -> None:
+    probe = {
+        "start": 0.0,
+        "end": 20.0,
+        "cpu_s": 1.0,
+        "samples": [[0.0, 0.0], [20.0, 1.0]],
+        "peak_rss_mb": 1.0,
+        "tensorflow_imported": False,
+    }
+    # trials 0..2 take 4, 4 and 8 s: on two free workers, #2 starts at 4 s and the last ends at 12 s
+    events = [
+        {"number": 2, "start": 5.0, "end": 13.0},
+        {"number": 0, "start": 0.5, "end": 4.5},
+        {"number": 1, "start": 0.5, "end": 4.5},
+    ]
+    result = figures(Case("local", "async", 2, 3, 0, 2.0), probe, events)
+    assert result["ceiling"] == pytest.approx(16 / 24, abs=1e-4), (
+        "the wait for the last task is no sweeper's fault"
+    )
+    assert result["efficiency"] == pytest.approx(16 / 25, abs=1e-4)
+
+
 def test_handoff_is_the_mean_wait_between_tasks_of_one_worker() -> None:
     probe = {
         "start": 0.0,
