@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from hpo.core.names import BEST_SO_FAR_ENV, PARENT_RUN_ENV, TRIAL_RUN_ENV
 from hpo.core.payload import payload_config
 from hpo.core.schema import validate
-from hpo.core.store import resolve_tracking_uri
+from hpo.core.store import check_store, resolve_tracking_uri
 
 
 def run(cfg: DictConfig) -> float:
@@ -27,6 +27,9 @@ def run(cfg: DictConfig) -> float:
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     payload = payload_config(cfg)
     payload["mlflow"]["tracking_uri"] = resolve_tracking_uri(cfg.mlflow.tracking_uri, hydra_cfg.runtime.cwd)
+    if not sweeping:
+        # a sweep's driver checked the store before its first trial
+        check_store(payload["mlflow"]["tracking_uri"])
     request = TrialRequest(
         config=payload,
         trial_number=int(hydra_cfg.job.num) if sweeping else 0,

@@ -7,6 +7,7 @@ import sys
 
 from hydra.errors import OverrideParseException
 
+from hpo.core.errors import HPOError
 from hpo.core.names import DEBUG_ENV
 
 # lines of OmegaConf's and Hydra's messages that say nothing a user can act on
@@ -32,8 +33,20 @@ def _fold(text: str) -> str:
     return out
 
 
+def explained(error: BaseException) -> BaseException:
+    """The first of ``error`` and its causes that hpo raised on purpose: Hydra wraps an error raised while
+    it builds a plugin (a sweeper's check of its settings) in "Error in call to target ...: <repr>"."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, HPOError):
+            return seen
+        seen = seen.__cause__
+    return error
+
+
 def one_line(error: BaseException) -> str:
     """Fold an exception and its causes into one line, dropping OmegaConf's key dumps."""
+    error = explained(error)
     parts: list[str] = []
     if isinstance(error, OverrideParseException):
         parts.append(f"bad override '{error.override}':")

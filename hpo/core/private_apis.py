@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hpo.core.errors import ConfigError
+
 if TYPE_CHECKING:
     import optuna
     from hydra.core.override_parser.types import Override
@@ -70,13 +72,23 @@ class ParsedSpace:
 
 def parse_search_space(impl: SweeperImpl, arguments: Sequence[str]) -> ParsedSpace:
     """``hydra.sweeper.params`` (or the deprecated ``search_space``) and the command line's ``arguments``,
-    parsed by the plugin's own helpers so that its grammar is hpo's; a malformed expression raises here."""
+    parsed by the plugin's own helpers so that its grammar is hpo's; a malformed expression raises here, and
+    bounds Optuna refuses raise a ``ConfigError`` naming their expression."""
     from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 
     with _legacy_classes_quiet():
         impl._process_searchspace_config()
         expressions = [*impl._parse_sweeper_params_config(), *arguments]
-        parsed, fixed = create_params_from_overrides(expressions)
+        try:
+            parsed, fixed = create_params_from_overrides(expressions)
+        except ValueError:
+            # Optuna refused a distribution's bounds (reversed, or 0 under log): name the expression
+            for expression in expressions:
+                try:
+                    create_params_from_overrides([expression])
+                except ValueError as exc:
+                    raise ConfigError(f"bad search space '{expression}': {exc}") from None
+            raise
     configured = dict(impl.search_space_distributions or {})
     distributions = {name: current(d) for name, d in {**configured, **parsed}.items() if name not in fixed}
     return ParsedSpace(

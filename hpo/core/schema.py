@@ -169,6 +169,8 @@ class ModeConf:
 
     def __post_init__(self) -> None:
         _require(self.name in ("simple", "health"), "mode.name", "simple or health", self.name)
+        direction = self.direction
+        _require(direction in ("maximize", "minimize"), "mode.direction", "maximize or minimize", direction)
 
 
 @dataclass
@@ -298,6 +300,9 @@ class MLflowConf:
     system_metrics: bool = True
 
     def __post_init__(self) -> None:
+        _require(bool(self.tracking_uri.strip()), "mlflow.tracking_uri", "set", self.tracking_uri)
+        name = self.experiment_name
+        _require(bool(name.strip()), "mlflow.experiment_name", "a non-blank name", name)
         _require(self.log_from in ("driver", "worker"), "mlflow.log_from", "driver or worker", self.log_from)
         if self.log_from == "worker":
             _require(
@@ -347,11 +352,15 @@ def validate(cfg: DictConfig | dict[str, Any]) -> HPOConfig:
     """Check every value of an hpo config and return it as typed objects.
 
     Each section is checked on its own and remembered, so the trials of a sweep, which share all but a
-    few sections, pay only for the ones their overrides change.
+    few sections, pay only for the ones their overrides change. A top-level key that is none of them (and
+    not ``hydra``), which Hydra lets ``+bogus=1`` add, is refused: no part of hpo would read it.
 
     Raises:
         ConfigError: naming the first offending key.
     """
+    if unknown := sorted(str(key) for key in cfg if key not in PAYLOAD_KEYS and key != "hydra"):
+        keys = ", ".join(PAYLOAD_KEYS)
+        raise ConfigError(f"{unknown[0]}: not a key of hpo's config, whose keys are {keys}")
     try:
         sections = {key: _typed_section(key, text) for key, text in _section_texts(cfg).items()}
     except OmegaConfBaseException as exc:

@@ -38,9 +38,16 @@ class _DropHydraJobNotice:
         return getattr(self.stream, name)
 
 
+def _sweeping(argv: list[str]) -> bool:
+    """Whether the command runs a sweep, whose trials train in processes of their own (without ``-m`` the
+    one trial trains in this process, and needs every library its dataset's loader may use)."""
+    return any(arg in ("-m", "--multirun") or arg.replace(" ", "") == "hydra.mode=MULTIRUN" for arg in argv)
+
+
 def main() -> int:
     """Run hpo's Hydra app; returns the process exit code."""
-    leave_out_unused_libraries()
+    if _sweeping(sys.argv[1:]):
+        leave_out_unused_libraries()
     debug = bool(os.environ.get(DEBUG_ENV))
     os.environ["HYDRA_FULL_ERROR"] = "1"
     register_configs()

@@ -65,6 +65,15 @@ class SearchSpace:
         """Whether a searched parameter lies in config ``section`` or chooses its option (``dataset``)."""
         return any(name == section or name.startswith(f"{section}.") for name in self.distributions)
 
+    def probes(self) -> list[list[str]]:
+        """Trial overrides that between them give each parameter every choice and both bounds it can be
+        sampled at, in as few trials as that takes (the most choices of one parameter): the sweeper checks
+        their configs before the first trial, so a value no trial could run with fails the sweep at once."""
+        values = {name: v for name, d in self.distributions.items() if (v := _extremes(d))}
+        fixed = [f"{name}={value}" for name, value in self.fixed.items()]
+        rounds = max((len(v) for v in values.values()), default=1)
+        return [[*(f"{n}={v[i % len(v)]}" for n, v in values.items()), *fixed] for i in range(rounds)]
+
     def identity(self, *extra: str) -> str:
         """Eight hex digits naming this space and the overrides that change a trial's result."""
         kept = sorted(e for e in self.expressions if not e.lstrip("+~").startswith(_NOT_IDENTITY))
@@ -86,3 +95,14 @@ class SearchSpace:
         if size < n_trials:
             log.info(f"GridSampler: {size} grid points, so n_trials={size}")
         return sampler(grid), min(n_trials, size)
+
+
+def _extremes(distribution: BaseDistribution) -> list[Any]:
+    """Every choice of a categorical distribution, else the lowest and highest value it can sample."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices)
+    if isinstance(distribution, FloatDistribution | IntDistribution):
+        return [distribution.low, distribution.high]
+    return []

@@ -13,14 +13,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException
 from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf, SamplerConfig
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from hpo.core import private_apis
 from hpo.core.errors import ConfigError, HPOError
+from hpo.core.failures import one_line
+from hpo.core.names import ERROR_TAG
 from hpo.core.schema import validate
+from hpo.core.store import check_store, resolve_tracking_uri
 from hpo.driver.sweep_run import Sweep
 
 if TYPE_CHECKING:
@@ -62,8 +67,19 @@ class HPOSweeper(OptunaSweeper):
     Hydra's callbacks turn exceptions into warnings, so the framing lives here where errors propagate.
     """
 
+    def __init__(self, **settings: Any) -> None:
+        # the plugin only asserts these, and a sweep of no trials would report that it is done
+        n_trials, rate = settings.get("n_trials"), settings.get("max_failure_rate")
+        if n_trials is not None and n_trials < 1:
+            raise ConfigError(f"hydra.sweeper.n_trials must be at least 1, got {n_trials}")
+        if rate is not None and not 0.0 <= rate <= 1.0:
+            raise ConfigError(f"hydra.sweeper.max_failure_rate must be in [0, 1], got {rate}")
+        super().__init__(**settings)
+
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.hpo_config = config
+        # before the launcher's own settings, which follow other sections (hardware.gpus_per_worker)
+        validate(config)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
@@ -81,7 +97,6 @@ class HPOSweeper(OptunaSweeper):
         from launchers.launcher import HPOLauncher
 
         config, impl = self.hpo_config, self.sweeper
-        validate(config)
         launcher = impl.launcher
         if not isinstance(launcher, HPOLauncher):
             raise ConfigError(
@@ -89,11 +104,16 @@ class HPOSweeper(OptunaSweeper):
                 "hydra/sweeper=optuna"
             )
         space = SearchSpace.parse(impl, arguments)
+        check_trials(launcher, space)
         sampler, n_trials = space.grid_sampler(int(impl.n_trials))
         directions = private_apis.directions(impl)
         cwd = str(config.hydra.runtime.cwd)
+        check_store(resolve_tracking_uri(str(config.mlflow.tracking_uri), cwd))
         storage = str(impl.storage or default_storage(str(config.mlflow.tracking_uri), cwd))
         name = str(impl.study_name or f"{config.mlflow.experiment_name}-{space.identity(*directions)}")
+        # the backend first: hardware it cannot offer is refused before the study exists, and local slot
+        # processes import their libraries while the study and the parent run open
+        launcher.open()
         study = open_study(name, storage, sampler, directions)
         state = StudyState.of(study)
         shown = f"study '{name}' in {public_url(storage)}"
@@ -113,7 +133,6 @@ class HPOSweeper(OptunaSweeper):
             )
         else:
             log.info(f"new {shown}")
-        launcher.open()
         sweep = Sweep(
             config,
             study={"study_name": name, "storage": public_url(storage)},
@@ -161,12 +180,42 @@ class HPOSweeper(OptunaSweeper):
                 raise HPOError(summary) from None
             raise
         results = sweep.close("FINISHED" if results_ok(study) else "FAILED")
-        summary = sweep.failure_summary(results)
+        summary = sweep.failure_summary(results) or failure_summary(study, sweep)
         if summary:
             raise HPOError(summary)
         print(results.describe())
         print(f"results: {sweep.results_path}")
         print(f"browse:  mlflow ui --backend-store-uri {sweep.tracking_uri}")
+
+
+def check_trials(launcher: HPOLauncher, space: SearchSpace) -> None:
+    """Compose and validate, before any trial, configs that between them take every choice and both bounds
+    of each searched parameter (``SearchSpace.probes``): a value no trial could run with (``model.dropout=
+    choice(0.1, 1.5)``, an unknown key) fails the sweep with one error instead of every trial it is drawn in.
+    """
+    for overrides in space.probes():
+        try:
+            validate(launcher.prepare(overrides, 0).config)
+        except (HPOError, HydraException, OmegaConfBaseException) as exc:
+            reason, key = one_line(exc), getattr(exc, "full_key", None)
+            if key and not reason.startswith(str(key)):
+                reason = f"{key}: {reason}"  # a value set on a copied config: OmegaConf names its key apart
+            raise ConfigError(f"the search space offers a value no trial can run with: {reason}") from None
+
+
+def failure_summary(study: optuna.Study, sweep: Sweep) -> str | None:
+    """Why the sweep produced nothing when every trial failed before it had an MLflow run (its config was
+    refused where it ran), from the errors the study holds."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+    if not trials or any(t.state == TrialState.COMPLETE for t in trials):
+        return None
+    first = trials[0]
+    return (
+        f"all {len(trials)} trials failed; trial #{first.number}: "
+        f"{first.user_attrs.get(ERROR_TAG, 'no error recorded')} (logs under {sweep.sweep_dir})"
+    )
 
 
 def results_ok(study: optuna.Study) -> bool:

@@ -49,6 +49,8 @@ def test_text_dataset_gets_the_lstm_schema(composed: Any) -> None:
         (("model", "family"), "transformer", "model.family must be one of ['cnn', 'lstm']"),
         (("dataset", "modality"), "audio", "audio"),
         (("trainer", "batch_size"), "big", "big"),
+        (("mode", "direction"), "sideways", "mode.direction must be maximize or minimize, got 'sideways'"),
+        (("mlflow", "experiment_name"), " ", "mlflow.experiment_name must be a non-blank name"),
     ],
 )
 def test_bad_values_name_their_key(composed: Any, path: tuple[str, str], value: Any, message: str) -> None:
@@ -79,6 +81,7 @@ def test_checked_sections_are_remembered_but_each_config_gets_its_own_objects(co
         ({"seed": "abc"}, "seed must be an integer, got 'abc'"),
         ({"dataset": None}, "dataset"),
         ({"model": "cnn"}, "model.family must be one of"),
+        ({"bogus": 1}, "bogus: not a key of hpo's config, whose keys are seed, dataset, model"),
     ],
 )
 def test_bad_sections_name_their_key(composed: Any, change: dict[str, Any], message: str) -> None:
