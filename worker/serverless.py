@@ -28,7 +28,7 @@ def one_at_a_time(handler: Handler) -> Callable[[dict[str, Any]], Awaitable[dict
     """``handler`` as an async handler that runs each job's trial in a thread, one trial at a time.
 
     The SDK looks for a job only once a second while it holds one, so a worker that held one job at a time
-    idled 0.6 s on average between trials (measured with ``python -m hpo.bench dispatch --backend runpod``).
+    idled between trials until the SDK's next look.
     Holding ``JOBS_HELD_PER_WORKER`` jobs, the worker has its next job while a trial trains: the job waits
     here for its turn and starts the moment the trial before it ends. The trials run in a thread so the
     SDK's loop stays free to take jobs and post results meanwhile. A job cancelled while it waits leaves at

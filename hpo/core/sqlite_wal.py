@@ -1,7 +1,7 @@
 """SQLite stores written through a write-ahead log, so that a commit does not wait for the disk.
 
-With SQLite's default rollback journal every commit syncs the disk, about 8 ms a commit on the machines
-measured, and the driver commits several times per trial (Optuna's trial, params, attributes and state;
+With SQLite's default rollback journal every commit syncs the disk, and the driver commits several times
+per trial (Optuna's trial, params, attributes and state;
 MLflow's run, its params, metrics and end). In WAL mode with ``synchronous=NORMAL`` a commit is an append
 to the log: a killed process (even by SIGKILL) still loses no commit it made, and an OS crash or power cut
 can lose the last commits but never leaves the database corrupt. WAL needs a local file system (SQLite's

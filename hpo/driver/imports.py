@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 # pandas (which MLflow imports) loads pyarrow whenever it is installed, though the driver reads and writes
-# no Arrow data: 35 MB of the driver's resident memory. Trials run in processes of their own and keep it.
+# no Arrow data: tens of MB of the driver's resident memory. Trials run in processes of their own and keep it.
 UNUSED_IN_THE_DRIVER = ("pyarrow",)
 
 
