@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 from hpo.core.code_version import version_tags
-from hpo.core.names import OPTUNA_STATE_TAG, PARENT_RUN_ENV
+from hpo.core.names import ERROR_TAG, OPTUNA_STATE_TAG, PARENT_RUN_ENV
 from hpo.core.payload import payload_config
 from hpo.core.store import resolve_tracking_uri
 from hpo.records.sweep_runs import ParentRun
@@ -146,15 +146,33 @@ class Sweep:
             return
         print(f"model:   {model.uri} (the best trial's model in the MLflow Model Registry)")
 
-    def failure_summary(self, results: SweepResults) -> str | None:
-        """Why the sweep produced nothing, when every trial failed."""
-        if not results.trials or results.completed:
-            return None
-        first = results.failed[0]
-        return (
-            f"all {len(results.trials)} trials failed; trial #{first.trial_number}: {first.error} "
-            f"(logs under {self.sweep_dir})"
-        )
+    def failure_summary(self, results: SweepResults, study: optuna.Study | None = None) -> str | None:
+        """Why the sweep produced nothing, when every trial failed: from the trials' runs, else from the
+        errors ``study`` holds (trials whose config was refused where they ran, before they had a run)."""
+        if results.trials:
+            if results.completed:
+                return None
+            count, number, error = (
+                len(results.trials),
+                results.failed[0].trial_number,
+                results.failed[0].error,
+            )
+        else:
+            from optuna.trial import TrialState
+
+            told = (
+                study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+                if study
+                else []
+            )
+            if not told or any(t.state == TrialState.COMPLETE for t in told):
+                return None
+            count, number, error = (
+                len(told),
+                told[0].number,
+                told[0].user_attrs.get(ERROR_TAG, "no error recorded"),
+            )
+        return f"all {count} trials failed; trial #{number}: {error} (logs under {self.sweep_dir})"
 
 
 class ReportRefresher:

@@ -23,7 +23,6 @@ from omegaconf.errors import OmegaConfBaseException
 from hpo.core import private_apis
 from hpo.core.errors import ConfigError, HPOError
 from hpo.core.failures import one_line
-from hpo.core.names import ERROR_TAG
 from hpo.core.schema import validate
 from hpo.core.store import check_store, resolve_tracking_uri
 from hpo.driver.sweep_run import Sweep
@@ -180,7 +179,7 @@ class HPOSweeper(OptunaSweeper):
                 raise HPOError(summary) from None
             raise
         results = sweep.close("FINISHED" if results_ok(study) else "FAILED")
-        summary = sweep.failure_summary(results) or failure_summary(study, sweep)
+        summary = sweep.failure_summary(results, study)
         if summary:
             raise HPOError(summary)
         print(results.describe())
@@ -201,21 +200,6 @@ def check_trials(launcher: HPOLauncher, space: SearchSpace) -> None:
             if key and not reason.startswith(str(key)):
                 reason = f"{key}: {reason}"  # a value set on a copied config: OmegaConf names its key apart
             raise ConfigError(f"the search space offers a value no trial can run with: {reason}") from None
-
-
-def failure_summary(study: optuna.Study, sweep: Sweep) -> str | None:
-    """Why the sweep produced nothing when every trial failed before it had an MLflow run (its config was
-    refused where it ran), from the errors the study holds."""
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-    if not trials or any(t.state == TrialState.COMPLETE for t in trials):
-        return None
-    first = trials[0]
-    return (
-        f"all {len(trials)} trials failed; trial #{first.number}: "
-        f"{first.user_attrs.get(ERROR_TAG, 'no error recorded')} (logs under {sweep.sweep_dir})"
-    )
 
 
 def results_ok(study: optuna.Study) -> bool:

@@ -87,15 +87,20 @@ def test_figures_from_probe_and_events() -> None:
     assert result["completed"] == 4 and result["driver_rss_mb"] == 200.0
 
 
-def test_the_ceiling_is_free_dispatch_of_the_same_tasks_in_trial_order() -> None:
-    probe = {
+def _idle_probe(end: float) -> dict[str, object]:
+    """A driver probe of a sweep from 0 to ``end`` seconds that spent 1 CPU second."""
+    return {
         "start": 0.0,
-        "end": 20.0,
+        "end": end,
         "cpu_s": 1.0,
-        "samples": [[0.0, 0.0], [20.0, 1.0]],
+        "samples": [[0.0, 0.0], [end, 1.0]],
         "peak_rss_mb": 1.0,
         "tensorflow_imported": False,
     }
+
+
+def test_the_ceiling_is_free_dispatch_of_the_same_tasks_in_trial_order() -> None:
+    probe = _idle_probe(20.0)
     # trials 0..2 take 4, 4 and 8 s: on two free workers, #2 starts at 4 s and the last ends at 12 s
     events = [
         {"number": 2, "start": 5.0, "end": 13.0},
@@ -110,14 +115,7 @@ def test_the_ceiling_is_free_dispatch_of_the_same_tasks_in_trial_order() -> None
 
 
 def test_handoff_is_the_mean_wait_between_tasks_of_one_worker() -> None:
-    probe = {
-        "start": 0.0,
-        "end": 10.0,
-        "cpu_s": 1.0,
-        "samples": [[0.0, 0.0], [10.0, 1.0]],
-        "peak_rss_mb": 1.0,
-        "tensorflow_imported": False,
-    }
+    probe = _idle_probe(10.0)
     events = [
         {"number": 0, "start": 1.0, "end": 3.0, "pid": 7},
         {"number": 1, "start": 1.0, "end": 2.0, "pid": 8},
