@@ -60,3 +60,15 @@ class Backend(Protocol):
         """Block until one of ``handles`` may have stopped (or for as long as nothing else can change);
         False at once where the backend cannot tell, and the caller polls instead."""
         return False
+
+    def spent_usd(self) -> float | None:
+        """USD the backend's machines have billed so far, idle time included; None where it knows no price."""
+        return None
+
+    def cost_report(self) -> dict[str, float] | None:
+        """The sweep's cost (``cost_usd`` and its parts, in USD), or None where the backend knows no price."""
+        return None
+
+    def close(self) -> None:
+        """Stop whatever the backend keeps running beside the jobs, once the sweep has ended."""
+        return None

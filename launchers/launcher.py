@@ -130,6 +130,11 @@ class HPOLauncher(Launcher):
         if self._flight is not None:
             self._flight.cancel_all()
 
+    def close(self) -> None:
+        """Close the sweep's backend (a remote one counts its machines' last idle time); once, at the end."""
+        if self._flight is not None:
+            self._flight.backend.close()
+
     def wait(self) -> None:
         """Wait one poll interval, or until a running job stops where the backend can tell."""
         self.open().wait()
@@ -197,11 +202,18 @@ class HPOLauncher(Launcher):
             max_retries=settings.max_retries,
             timeout_s=settings.timeout_min * 60.0,
             price_per_hour=settings.price_per_hour,
+            retry_timeouts=settings.runpod.retry_timeouts,
+            queue_timeout_s=settings.runpod.queue_timeout_s,
         )
         queue_ahead = settings.runpod.queue_ahead
         if queue_ahead is None:
             workers = settings.workers
             queue_ahead = workers * (JOBS_HELD_PER_WORKER - 1) + math.ceil(workers / 4)
         return RunPodBackend(
-            RunPodSettings.from_launcher(settings.runpod), policy, self.trial_records, queue_ahead
+            RunPodSettings.from_launcher(settings.runpod),
+            policy,
+            self.trial_records,
+            queue_ahead,
+            workers=settings.workers,
+            gpus_per_worker=settings.gpus_per_worker,
         )

@@ -10,14 +10,22 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def main() -> None:
+    """Share the network volume's dataset cache, check the GPUs at start (fitness check), serve trials."""
+    import runpod
+
     from hpo.core.process import own_process
-    from worker.handler import handle
-    from worker.serverless import serve
+    from worker.volume import share_dataset_cache
 
     # the runpod SDK handles the signals of its worker process
     own_process(stop_on_signals=False)
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    share_dataset_cache()  # before Keras is imported, which reads KERAS_HOME once
+    from worker.distribution import check_gpus
+    from worker.handler import handle
+    from worker.serverless import serve
+
+    runpod.serverless.register_fitness_check(check_gpus)
     serve(handle)
 
 

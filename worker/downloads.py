@@ -1,7 +1,8 @@
 """Dataset files in the Keras cache: fetching them through ``keras.utils.get_file`` and reading them.
 
 Keras' own datasets and hpo's web datasets share one cache (``$KERAS_HOME``, default ``~/.keras``)
-and one downloader, which never leaves a half-written file in the cache.
+and one downloader, which never leaves a half-written file in the cache. A RunPod worker whose cache
+moved to its network volume (``worker.volume``) reads the image's baked cache first.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from keras.src.backend.config import keras_home
 from keras.utils import get_file
 
 from hpo.core.errors import DatasetError
+from worker.volume import IMAGE_CACHE_ENV
 
 READ_ERRORS = (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile)
 
@@ -86,6 +88,13 @@ def cache_root() -> Path:
     return root
 
 
+def cache_roots(root: Path) -> list[Path]:
+    """Where a cached file is looked for: the image's baked cache (``$HPO_IMAGE_KERAS_HOME``, once the
+    cache moved to a network volume), then ``root``, where downloads go."""
+    image = os.environ.get(IMAGE_CACHE_ENV)
+    return [*([Path(image)] if image else []), root]
+
+
 def cache_paths(remote: Remote, root: Path) -> tuple[Path, Path]:
     """Where ``get_file`` stores the download and the path it returns (an archive's extraction dir)."""
     folder = root / remote.cache_subdir
@@ -99,15 +108,17 @@ def _is_cached(path: Path) -> bool:
 
 
 def fetch(name: str, remote: Remote, root: Path) -> Path:
-    """Return one cached file (or extracted folder), fetching it through ``get_file`` if missing.
+    """Return one cached file (or extracted folder), fetching it through ``get_file`` into ``root`` if it
+    is in none of the ``cache_roots``.
 
     A fresh download is verified against the remote's hash; a file already in the cache is trusted.
     ``get_file`` works in a private staging dir whose results are renamed into the cache, so
     concurrent trials and killed downloads never leave a half-written file there.
     """
+    for cached in (cache_paths(remote, r)[1] for r in cache_roots(root)):
+        if _is_cached(cached):
+            return cached
     target, result = cache_paths(remote, root)
-    if _is_cached(result):
-        return result
     fresh = not target.exists()
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
     staged_target, staged_result = cache_paths(remote, staging)

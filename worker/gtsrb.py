@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from worker.downloads import RawArrays, Remote, cache_root, load_files, one_line, reading
+from worker.downloads import RawArrays, Remote, cache_root, cache_roots, load_files, one_line, reading
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,14 @@ def load_gtsrb(height: int, width: int) -> RawArrays:
     Raises:
         DatasetError: not cached and not downloadable, or a cached file cannot be read.
     """
-    decoded = cache_root() / _SUBDIR / f"gtsrb-{height}x{width}.npz"
-    if decoded.is_file():
+    root, decoded_name = cache_root(), os.path.join(_SUBDIR, f"gtsrb-{height}x{width}.npz")
+    for decoded in (r / decoded_name for r in cache_roots(root)):
+        if not decoded.is_file():
+            continue
         with reading("gtsrb", str(decoded), [decoded]), np.load(decoded, allow_pickle=False) as f:
             return RawArrays(f["x_train"], f["y_train"], f["x_test"], f["y_test"], str(decoded))
     raw = load_files("gtsrb", FILES, functools.partial(_parse, size=(width, height)))
-    _save(decoded, raw)
+    _save(root / decoded_name, raw)
     return raw
 
 

@@ -1,7 +1,8 @@
 """The RunPod serverless handler: validates a trial payload, runs the trial, returns its result as JSON.
 
 Failures of the trial itself come back as a JSON error with an ``hpo_error`` key, so the driver can tell
-them (never retried) from the infrastructure's (a lost worker, a timeout: resubmitted).
+them (never retried) from the infrastructure's (a lost worker, a timeout, too few GPUs: resubmitted).
+A trial stopped by RunPod returns nothing: the SDK posts no result for a stopped job.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import socket
 import tempfile
 from typing import Any
 
-from hpo.core.errors import DatasetError, HPOError
+from hpo.core.errors import DatasetError, DeviceError, HPOError
 from hpo.core.payload import parse_payload
+from worker.stopping import StopRequest, TrialStopped
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,14 @@ def error_output(kind: str, message: str) -> dict[str, str]:
     return {"error": json.dumps({"hpo_error": kind, "message": message, "worker_id": worker_id()})}
 
 
-def handle(job: dict[str, Any]) -> dict[str, Any]:
-    """Run the trial in ``job["input"]`` and return its objective, metrics, timings and (by default) run."""
+def handle(job: dict[str, Any], stop: StopRequest) -> dict[str, Any]:
+    """Run the trial in ``job["input"]`` and return its objective, metrics, timings and (by default) run.
+
+    ``stop``, set when RunPod stops the job, ends the trial within a batch.
+
+    Raises:
+        TrialStopped: ``stop`` was set; the trial's run ended KILLED.
+    """
     try:
         payload = parse_payload(job.get("input"))
     except HPOError as exc:
@@ -57,9 +65,17 @@ def handle(job: dict[str, Any]) -> dict[str, Any]:
             best_so_far=payload.best_so_far,
             tags={"hpo.worker_id": worker_id(), "hpo.backend": "runpod"},
             callbacks=[ProgressReporter(job)],
+            require_gpus=True,
+            stop=stop,
         )
         try:
             result = run_trial(request)
+        except TrialStopped as stopped:
+            batches, took = stopped.batches_after_stop, stopped.latency_s
+            log.info(f"job {job.get('id')} stopped after {batches} batch(es), {took:.1f} s")
+            raise
+        except DeviceError as exc:
+            return error_output("devices", str(exc))
         except HPOError as exc:
             return error_output("dataset" if isinstance(exc, DatasetError) else "trial", str(exc))
         output: dict[str, Any] = {

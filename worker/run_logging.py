@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from hpo.core.closed_runs import note_closed_run
 from hpo.core.names import OPTUNA_STATE_TAG, error_tag
 from hpo.core.store import trial_experiment_id
+from worker.stopping import TrialStopped
 
 # seconds between two system-metric samples: trials are short, MLflow's default is 10
 SYSTEM_METRICS_INTERVAL_S = 1.0
@@ -45,7 +46,8 @@ def trial_run(
 
     With ``system_metrics``, MLflow samples CPU, memory, disk, network (and GPU) use into ``system/...``.
 
-    A trial that raises ends FAILED with the error in the ``hpo.error`` tag; one interrupted ends KILLED.
+    A trial that raises ends FAILED with the error in the ``hpo.error`` tag; one interrupted or stopped
+    (``TrialStopped``) ends KILLED.
     A run that ends FINISHED or FAILED carries its trial's Optuna state with its end, so the sweep need
     not find and tag it once it has told the study (``hpo.core.closed_runs`` says which run).
     """
@@ -69,7 +71,7 @@ def trial_run(
     try:
         mlflow.log_params(dict(params))
         yield run.info.run_id
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, TrialStopped):
         _end_run(run.info.run_id, "KILLED")
         raise
     except BaseException as exc:
@@ -87,6 +89,14 @@ def _end_run(run_id: str, status: str, tags: Mapping[str, str] | None = None) ->
         mlflow.set_tags(ending)
     mlflow.end_run(status)
     note_closed_run(run_id, state)
+
+
+def record_stop(stopped: TrialStopped) -> None:
+    """Tag the run with why its trial stopped, and how many batches and seconds the stop took."""
+    mlflow.set_tag("hpo.stopped", stopped.why)
+    mlflow.log_metrics(
+        {"batches_after_stop": stopped.batches_after_stop, "stop_latency_s": round(stopped.latency_s, 3)}
+    )
 
 
 def record_devices(report: Any) -> None:

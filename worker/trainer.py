@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from hpo.core.schema import TrainerConf
+from worker.stopping import StopRequest
 
 
 @dataclass
@@ -54,6 +55,31 @@ class _KeepBest(keras.callbacks.Callback):
         if math.isfinite(value) and self.sign * value > self.best:
             self.best, self.best_epoch = self.sign * value, epoch
             self.weights = self.model.get_weights()
+
+
+class StopOnRequest(keras.callbacks.Callback):
+    """Ends training at the first batch end after ``stop`` is set, by raising ``TrialStopped``.
+
+    Raising, rather than setting ``model.stop_training``, skips the validation pass and the epoch end Keras
+    would still run for the partial epoch, so a stopped trial logs only whole epochs and leaves within
+    one batch. A train batch that began after the request counts in ``batches_after_stop``.
+    """
+
+    def __init__(self, stop: StopRequest) -> None:
+        super().__init__()
+        self.stop = stop
+        self.began = 0.0
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.began = time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.stop.is_set():
+            requested = self.stop.requested_at
+            raise self.stop.stopped(int(requested is not None and self.began >= requested))
+
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.stop.check()
 
 
 def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None) -> tf.data.Dataset:

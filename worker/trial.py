@@ -13,6 +13,7 @@ from hpo.core import interrupts
 from hpo.core.errors import HPOError, TrialError
 from hpo.core.schema import validate
 from hpo.core.trial_identity import trial_params, trial_seed, trial_tags
+from worker.stopping import StopRequest, TrialStopped
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,11 @@ class TrialRequest:
     tags: dict[str, str] = field(default_factory=dict)
     # extra Keras callbacks (a remote worker's progress reports)
     callbacks: list[Any] = field(default_factory=list)
+    # fail with a DeviceError, before training, when the worker sees fewer GPUs than its hardware
+    # profile promises (a RunPod worker); otherwise train on what there is and warn
+    require_gpus: bool = False
+    # set from another thread to stop the trial within a batch (a RunPod job cancelled or timed out)
+    stop: StopRequest = field(default_factory=StopRequest)
 
 
 @dataclass
@@ -61,6 +67,8 @@ def run_trial(request: TrialRequest) -> TrialResult:
     Raises:
         HPOError: a ``ConfigError``, ``DatasetError`` or ``ModelConfigError`` explaining a bad trial,
             or a ``TrialError`` wrapping any other failure; the MLflow run is marked FAILED either way.
+            A ``DeviceError`` (``request.require_gpus`` and too few GPUs) comes before the run opens.
+        TrialStopped: ``request.stop`` was set; the run ends KILLED with what it logged, unscored.
     """
     started = time.perf_counter()
     cfg = validate(request.config)
@@ -74,10 +82,13 @@ def run_trial(request: TrialRequest) -> TrialResult:
     from worker.models import build_model
     from worker.reports import log_trial_reports
     from worker.scoring import evaluate_test, score
-    from worker.trainer import fit
+    from worker.trainer import StopOnRequest, fit
 
     seed = trial_seed(cfg.seed, request.trial_number)
     runtime.configure(seed, runtime.cpu_threads(cfg.launcher.workers))
+    strategy, devices = prepare_devices(
+        cfg.hardware.gpus_per_worker, cfg.trainer.mixed_precision, request.require_gpus
+    )
     with run_logging.trial_run(
         cfg.mlflow.tracking_uri,
         cfg.mlflow.experiment_name,
@@ -89,9 +100,9 @@ def run_trial(request: TrialRequest) -> TrialResult:
         system_metrics=cfg.mlflow.system_metrics,
     ) as run_id:
         try:
-            strategy, devices = prepare_devices(cfg.hardware.gpus_per_worker, cfg.trainer.mixed_precision)
             run_logging.record_devices(devices)
             data = load_dataset(cfg.dataset, split_seed=cfg.seed)
+            request.stop.check()
             result = fit(
                 lambda: build_model(cfg.model, cfg.dataset),
                 data,
@@ -100,10 +111,14 @@ def run_trial(request: TrialRequest) -> TrialResult:
                 monitor="val_accuracy",
                 maximize=True,
                 strategy=strategy,
-                callbacks=[run_logging.EpochLogger(), *request.callbacks],
+                callbacks=[StopOnRequest(request.stop), run_logging.EpochLogger(), *request.callbacks],
             )
+            request.stop.check()
             metrics = score(cfg.mode, result, data) if math.isfinite(result.best_value) else {}
             metrics.update(evaluate_test(result, data, cfg.trainer))
+        except TrialStopped as stopped:
+            run_logging.record_stop(stopped)
+            raise
         except HPOError:
             raise
         except Exception as exc:

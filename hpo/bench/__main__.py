@@ -31,7 +31,10 @@ def _dispatch(args: argparse.Namespace) -> None:
     backends = list(dispatch.BACKENDS) if args.backend == "all" else [args.backend]
     modes = list(dispatch.SWEEPERS) if args.mode == "both" else [args.mode]
     results = []
-    for result in dispatch.run(backends, modes, args.workers, args.trials, args.seed, args.median_s):
+    runs = dispatch.run(
+        backends, modes, args.workers, args.trials, args.seed, args.median_s, args.cold_start_s
+    )
+    for result in runs:
         results.append(result)
         print(json.dumps(result) if args.json else dispatch.describe(result), flush=True)
     if not args.json:
@@ -60,10 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     dispatch.add_argument(
         "--median-s", type=float, default=2.0, help="median task time in seconds (lognormal, sigma 0.6)"
     )
+    dispatch.add_argument(
+        "--cold-start-s",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="runpod: emulated workers' boot seconds, one case each (default: 0; e.g. --cold-start-s 0 10)",
+    )
     dispatch.add_argument("--json", action="store_true", help="print one JSON object per backend and mode")
     args = parser.parse_args(argv)
     if args.command == "dispatch" and (args.workers < 1 or args.trials < 1 or args.median_s <= 0):
         parser.error("--workers and --trials must be at least 1 and --median-s positive")
+    if args.command == "dispatch" and min(args.cold_start_s) < 0:
+        parser.error("--cold-start-s must be 0 or more")
 
     try:
         _train(args) if args.command == "train" else _dispatch(args)

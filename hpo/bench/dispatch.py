@@ -50,6 +50,8 @@ from hpo.core.errors import BackendError
 SWEEPERS = {"async": "hpo", "batch": "optuna"}
 BACKENDS = ("local", "runpod")
 BENCH_API_KEY = "hpo-bench-dispatch-key"
+# the emulated endpoint's idle timeout: RunPod's default, which hpo's deploy keeps
+IDLE_TIMEOUT_S = 5
 SEARCH_SPACE = "tag(log, interval(0.0001, 0.1))"
 PYCACHE = Path(tempfile.gettempdir()) / "hpo-bench-pycache"
 # what the driver, the slot processes and the emulator's workers import, compiled once before timing
@@ -72,18 +74,29 @@ class Case:
     trials: int
     seed: int
     median_s: float
+    # runpod: the emulated workers' boot time; they scale from 0 and stop after an idle timeout
+    cold_start_s: float | None = None
 
 
 def run(
-    backends: list[str], modes: list[str], workers: int, trials: int, seed: int, median_s: float
+    backends: list[str],
+    modes: list[str],
+    workers: int,
+    trials: int,
+    seed: int,
+    median_s: float,
+    cold_starts_s: list[float] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Run every (backend, mode) case in turn and yield its figures as soon as it is done."""
+    """Run every (backend, mode, cold start) case in turn and yield its figures as soon as it is done."""
     root = Path(tempfile.mkdtemp(prefix="hpo-bench-dispatch-"))
     subprocess.run([sys.executable, "-c", f"import {WARM_IMPORTS}"], env=environment(), check=True)
     for backend in backends:
+        boots: list[float | None] = list(cold_starts_s or [0.0]) if backend == "runpod" else [None]
         for mode in modes:
-            case = Case(backend, mode, workers, trials, seed, median_s)
-            yield run_case(case, root / f"{backend}-{mode}")
+            for boot in boots:
+                case = Case(backend, mode, workers, trials, seed, median_s, boot)
+                suffix = "" if boot is None else f"-boot{boot:g}"
+                yield run_case(case, root / f"{backend}-{mode}{suffix}")
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -108,7 +121,8 @@ def run_case(case: Case, directory: Path) -> dict[str, Any]:
         f"+hydra.callbacks.bench_probe.out={probe}",
     ]
     timeout_s = 120 + 10 * case.median_s * case.trials / case.workers
-    with _endpoint(case, directory, env) as extra:
+    billing: dict[str, Any] = {}
+    with _endpoint(case, directory, env, billing) as extra:
         command = [sys.executable, "-m", "hpo.bench.workload_driver", "-m", *overrides, *extra]
         with open(log_path, "w") as log:
             try:
@@ -121,7 +135,10 @@ def run_case(case: Case, directory: Path) -> dict[str, Any]:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
         ended = "timed out" if code is None else f"exited with code {code}"
         raise BackendError(f"{case.backend} {case.mode} sweep {ended}; its log is {log_path}:\n{tail}")
-    return figures(case, json.loads(probe.read_text()), _read_events(events))
+    result = figures(case, json.loads(probe.read_text()), _read_events(events))
+    if billing:
+        result.update(_costs(billing, _reported_cost(tracking_uri), result["completed"]))
+    return result
 
 
 def environment() -> dict[str, str]:
@@ -133,9 +150,12 @@ def environment() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _endpoint(case: Case, directory: Path, env: dict[str, str]) -> Iterator[list[str]]:
+def _endpoint(
+    case: Case, directory: Path, env: dict[str, str], billing: dict[str, Any]
+) -> Iterator[list[str]]:
     """The overrides (and environment, in ``env``) that send the case's trials to its backend; for runpod,
-    a RunPod emulator with ``workers`` workers serving the workload, running while the sweep does."""
+    a RunPod emulator of up to ``workers`` workers serving the workload, scaling from none, running while
+    the sweep does and until its workers' idle timeout has passed, when its bill goes into ``billing``."""
     if case.backend == "local":
         yield []
         return
@@ -152,10 +172,44 @@ def _endpoint(case: Case, directory: Path, env: dict[str, str]) -> Iterator[list
         endpoint_id="hpo-bench",
         env=worker_env,
         log_dir=directory / "emulator",
+        workers_min=0,
+        cold_start_s=case.cold_start_s or 0.0,
+        idle_timeout_s=IDLE_TIMEOUT_S,
     )
     with emulator:
         env.update(RUNPOD_API_KEY=emulator.api_key, RUNPOD_ENDPOINT_ID=emulator.endpoint_id)
-        yield ["hardware=runpod_1gpu", f"launcher.runpod.api_base={emulator.api_base}"]
+        yield [
+            "hardware=runpod_1gpu",
+            f"launcher.runpod.api_base={emulator.api_base}",
+            f"launcher.runpod.rest_api_base={emulator.rest_api_base}",
+        ]
+        emulator.wait_idle(timeout_s=IDLE_TIMEOUT_S + 60)
+        billing.update(emulator.billing())
+
+
+def _reported_cost(tracking_uri: str) -> float | None:
+    """The cost the driver logged on the sweep's parent run."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], "tags.`mlflow.parentRunId` IS NULL"
+    )
+    costs = [r.data.metrics["cost_usd"] for r in runs if "cost_usd" in r.data.metrics]
+    return costs[0] if costs else None
+
+
+def _costs(billing: dict[str, Any], reported: float | None, completed: int) -> dict[str, Any]:
+    """The emulator's bill (every worker-second, cold starts and idle tail included) per trial, and how
+    far the driver's own figure is from it."""
+    billed = float(billing["usd"])
+    return {
+        "billed_usd": round(billed, 6),
+        "worker_s": round(float(billing["worker_seconds"]), 2),
+        "cost_per_trial_usd": round(billed / max(completed, 1), 6),
+        "reported_usd": None if reported is None else round(reported, 6),
+        "reported_error": None if reported is None or billed <= 0 else round(reported / billed - 1, 4),
+    }
 
 
 def _create_store(tracking_uri: str) -> None:
@@ -195,6 +249,7 @@ def figures(case: Case, probe: dict[str, Any], events: list[dict[str, Any]]) -> 
     return {
         "backend": case.backend,
         "mode": case.mode,
+        "cold_start_s": case.cold_start_s,
         "sweeper": SWEEPERS[case.mode],
         "workers": case.workers,
         "trials": case.trials,
@@ -245,8 +300,18 @@ def _share(part: float, whole: float) -> float:
 
 def describe(result: dict[str, Any]) -> str:
     """One line of figures for a human."""
+    boot = result.get("cold_start_s")
+    cost = ""
+    if "billed_usd" in result:
+        error = result["reported_error"]
+        cost = (
+            f"; billed ${result['billed_usd']:.4f} for {result['worker_s']:.0f} worker-s, "
+            f"${result['cost_per_trial_usd']:.5f} a trial, driver's figure "
+            + ("missing" if error is None else f"{100 * error:+.1f}%")
+        )
     return (
-        f"{result['backend']:<6} {result['mode']:<5} W={result['workers']} T={result['trials']}: "
+        f"{result['backend']:<6} {result['mode']:<5} W={result['workers']} T={result['trials']}"
+        f"{'' if boot is None else f' cold start {boot:g} s'}: "
         f"trials' wall {result['wall_s']:.1f} s, efficiency {result['efficiency']:.3f} "
         f"(ceiling {result['ceiling']:.3f}), "
         f"driver overhead {result['overhead_ms']:.1f} ms/trial, "
@@ -254,7 +319,7 @@ def describe(result: dict[str, Any]) -> str:
         f"driver peak RSS {result['driver_rss_mb']:.0f} MB "
         f"({result['completed']} trials done, {result['tasks_s']:.1f} s in tasks; whole sweep "
         f"{result['sweep_s']:.1f} s = setup {result['setup_s']:.1f} s + trials + closing "
-        f"{result['closing_s']:.1f} s, efficiency {result['sweep_efficiency']:.3f})"
+        f"{result['closing_s']:.1f} s, efficiency {result['sweep_efficiency']:.3f}){cost}"
     )
 
 
@@ -262,12 +327,13 @@ def speedups(results: list[dict[str, Any]]) -> list[str]:
     """Per backend with both modes measured: how much faster async ran the trials, and the whole sweep,
     than batch."""
     lines = []
-    for backend in BACKENDS:
-        runs = {r["mode"]: r for r in results if r["backend"] == backend}
+    for backend, boot in sorted({(r["backend"], r.get("cold_start_s")) for r in results}, key=str):
+        runs = {r["mode"]: r for r in results if (r["backend"], r.get("cold_start_s")) == (backend, boot)}
         if {"async", "batch"} <= runs.keys() and runs["async"]["wall_s"] > 0:
             fast, slow = runs["async"], runs["batch"]
+            label = backend if boot is None else f"{backend} (cold start {boot:g} s)"
             lines.append(
-                f"{backend}: async {slow['wall_s'] / fast['wall_s']:.2f}x faster than batch "
+                f"{label}: async {slow['wall_s'] / fast['wall_s']:.2f}x faster than batch "
                 f"(whole sweep {slow['sweep_s'] / fast['sweep_s']:.2f}x)"
             )
     return lines

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,13 +42,14 @@ def objective(learning_rate: float) -> float:
     return 1.0 - (math.log10(learning_rate) + 2.5) ** 2 / 10.0
 
 
-def run_workload(seed: int, number: int, learning_rate: float) -> float:
-    """Wait trial ``number``'s drawn duration, record the event, and return the objective."""
+def run_workload(seed: int, number: int, learning_rate: float, stop: threading.Event | None = None) -> float:
+    """Wait trial ``number``'s drawn duration (less if ``stop`` is set), record the event, and return the
+    objective."""
     median_s = float(os.environ.get(MEDIAN_ENV, DEFAULT_MEDIAN_S))
     sigma = float(os.environ.get(SIGMA_ENV, DEFAULT_SIGMA))
     wait_s = duration_s(seed, number, median_s, sigma)
     start = time.time()
-    time.sleep(wait_s)
+    (stop or threading.Event()).wait(wait_s)
     end = time.time()
     events = os.environ.get(EVENTS_ENV)
     if events:
@@ -65,8 +67,9 @@ def task(cfg: Any) -> float:
     return run_workload(int(cfg.seed), int(HydraConfig.get().job.num), float(cfg.trainer.learning_rate))
 
 
-def handle(job: dict[str, Any]) -> dict[str, Any]:
-    """The RunPod serverless handler of a benchmark sweep: the same wait, for an hpo trial payload.
+def handle(job: dict[str, Any], stop: threading.Event) -> dict[str, Any]:
+    """The RunPod serverless handler of a benchmark sweep: the same wait, for an hpo trial payload, cut
+    short when RunPod stops the job (``stop``).
 
     Like hpo's worker it ships the trial's run back for the driver to replay, here only the objective.
     """
@@ -74,7 +77,7 @@ def handle(job: dict[str, Any]) -> dict[str, Any]:
 
     payload = parse_payload(job.get("input"))
     value = run_workload(
-        payload.trial.seed, payload.trial.number, float(payload.config["trainer"]["learning_rate"])
+        payload.trial.seed, payload.trial.number, float(payload.config["trainer"]["learning_rate"]), stop
     )
     return {"objective": value, "worker_id": os.environ.get("RUNPOD_POD_ID", ""), "run": _run(payload, value)}
 

@@ -29,3 +29,15 @@ class TrialError(HPOError):
 
 class BackendError(HPOError):
     """A launcher backend cannot run jobs: misconfigured, unreachable or out of resources."""
+
+
+class EndpointError(BackendError):
+    """The RunPod endpoint cannot run this sweep's jobs (no workers allowed, none starting, the wrong GPUs).
+
+    Every trial of the sweep would meet it, so the sweep stops at the first.
+    """
+
+
+class DeviceError(HPOError):
+    """A worker sees fewer GPUs than the hardware profile promises: the infrastructure's failure, so the
+    trial is resubmitted elsewhere instead of training on the CPU."""

@@ -181,13 +181,21 @@ class HardwareConf:
     backend: str = "local"
     # GPUs given to each concurrent trial; 0 trains on the CPU
     gpus_per_worker: int = 0
-    # what one worker costs per hour of GPU time, in USD (0 for your own hardware); feeds cost estimates
-    price_per_hour: float = 0.0
+    # USD per hour of one worker; null: RunPod's GPU catalog price for the endpoint's GPUs (runpod), else 0.
+    # Set it to override the catalog, or where the catalog cannot be read
+    price_per_hour: float | None = None
+    # RunPod serverless GPU pools the endpoint may place workers on, cheapest first (runpod deploy)
+    gpu_pools: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _require(self.gpus_per_worker >= 0, "hardware.gpus_per_worker", "0 or more", self.gpus_per_worker)
         _require(self.backend in BACKENDS, "hardware.backend", f"one of {', '.join(BACKENDS)}", self.backend)
-        _require(self.price_per_hour >= 0, "hardware.price_per_hour", "0 or more", self.price_per_hour)
+        _require(
+            self.price_per_hour is None or self.price_per_hour >= 0,
+            "hardware.price_per_hour",
+            "null or 0 or more",
+            self.price_per_hour,
+        )
 
 
 @dataclass
@@ -217,11 +225,47 @@ class TrainerConf:
 
 
 @dataclass
+class RunPodDeployConf:
+    """What ``python -m launchers.runpod deploy`` creates or updates: a template and an endpoint."""
+
+    # the worker image, built for linux/amd64 and pushed (see the README); required to deploy
+    image: str | None = None
+    # the endpoint's (and template's) name; null: hpo-<hardware.name>
+    name: str | None = None
+    # the lowest CUDA driver version a worker's host may have (TensorFlow's wheels need 12.5)
+    min_cuda_version: str = "12.5"
+    # FlashBoot: RunPod keeps stopped workers' state for faster cold starts
+    flashboot: bool = True
+    # a network volume to mount at /runpod-volume (datasets are cached there); null: none
+    network_volume_id: str | None = None
+    # seconds a worker with no job stays up (and billed) before RunPod stops it
+    idle_timeout_s: int = 5
+    # container disk per worker, GB
+    disk_gb: int = 20
+
+    def __post_init__(self) -> None:
+        _require(
+            1 <= self.idle_timeout_s <= 3600,
+            "launcher.runpod.deploy.idle_timeout_s",
+            "between 1 and 3600",
+            self.idle_timeout_s,
+        )
+        _require(self.disk_gb >= 1, "launcher.runpod.deploy.disk_gb", "at least 1", self.disk_gb)
+
+
+@dataclass
 class RunPodConf:
     # serverless endpoint running hpo's worker image; RUNPOD_ENDPOINT_ID overrides it
     endpoint_id: str | None = None
-    # RunPod's endpoint API; point it at `python -m launchers.runpod.emulator` to try the cloud path locally
+    # RunPod's endpoint (jobs) API; point it at `python -m launchers.runpod.emulator` to try the cloud path
     api_base: str = "https://api.runpod.ai/v2"
+    # RunPod's REST API (v2: endpoints, templates, workers, GPU catalog), for deploy, checks and cost
+    rest_api_base: str = "https://api.runpod.io"
+    # resubmit a trial whose job hit its execution timeout (false: a timed-out trial fails)
+    retry_timeouts: bool = False
+    # a job waiting in the queue this long with no worker starting stops the sweep (endpoint cannot run jobs)
+    queue_timeout_s: float = 600.0
+    deploy: RunPodDeployConf = field(default_factory=RunPodDeployConf)
     # what to do when the endpoint is unreachable at start: fail, or run the sweep locally (with a warning)
     fallback: str = "fail"
     # seconds between two status polls of one job (shared across jobs to stay under RunPod's rate limits)
@@ -242,6 +286,9 @@ class RunPodConf:
             "launcher.runpod.queue_ahead",
             "null or at least 0",
             self.queue_ahead,
+        )
+        _require(
+            self.queue_timeout_s > 0, "launcher.runpod.queue_timeout_s", "positive", self.queue_timeout_s
         )
 
 
@@ -264,8 +311,8 @@ class LauncherConf:
     # GPUs given to each running trial (local: a CUDA_VISIBLE_DEVICES partition; 0 hides them); hpo's app
     # takes it from the hardware profile
     gpus_per_worker: int = 0
-    # USD per hour of one worker, for cost estimates (runpod); hpo's app takes it from the hardware profile
-    price_per_hour: float = 0.0
+    # USD per hour of one worker (runpod); null: the GPU catalog price; hpo's app takes it from the profile
+    price_per_hour: float | None = None
     # seconds between two checks of the running jobs, where the backend cannot wake the sweeper itself
     poll_interval_s: float = 0.1
     runpod: RunPodConf = field(default_factory=RunPodConf)
@@ -273,7 +320,12 @@ class LauncherConf:
     def __post_init__(self) -> None:
         _require(self.workers >= 1, "launcher.workers", "at least 1", self.workers)
         _require(self.gpus_per_worker >= 0, "launcher.gpus_per_worker", "0 or more", self.gpus_per_worker)
-        _require(self.price_per_hour >= 0, "launcher.price_per_hour", "0 or more", self.price_per_hour)
+        _require(
+            self.price_per_hour is None or self.price_per_hour >= 0,
+            "launcher.price_per_hour",
+            "null or 0 or more",
+            self.price_per_hour,
+        )
         _require(self.poll_interval_s > 0, "launcher.poll_interval_s", "positive", self.poll_interval_s)
         _require(self.timeout_min >= 1, "launcher.timeout_min", "at least 1", self.timeout_min)
         _require(self.backend in BACKENDS, "launcher.backend", f"one of {', '.join(BACKENDS)}", self.backend)

@@ -107,8 +107,9 @@ class Sweep:
         """Called each time a trial's result has been told to ``study``: refresh the sweep's reports."""
         self._reports.refresh(study)
 
-    def close(self, status: str) -> SweepResults:
-        """Write the results file, log it to the parent run and end that run with ``status``."""
+    def close(self, status: str, cost: dict[str, float] | None = None) -> SweepResults:
+        """Write the results file, log it to the parent run with the backend's ``cost`` report (its parts) and
+        end that run with ``status``."""
         trials = self.parent.end_orphans("KILLED" if status == "KILLED" else "FAILED")
         results = SweepResults(self.objective, self.direction, trials, self.searched)
         if status == "KILLED":
@@ -131,6 +132,7 @@ class Sweep:
         best = results.best
         if best is not None and best.objective is not None:
             metrics[f"best_{self.objective}"] = best.objective
+        metrics.update(cost or {})
         self.parent.finish(status, metrics, [path])
         os.environ.pop(PARENT_RUN_ENV, None)
         return results

@@ -173,18 +173,30 @@ class HPOSweeper(OptunaSweeper):
                 loop.run()
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
-            results = sweep.close("KILLED" if interrupted else "FAILED")
+            results = sweep.close(
+                "KILLED" if interrupted else "FAILED", launcher.open().backend.cost_report()
+            )
             summary = None if interrupted or isinstance(exc, HPOError) else sweep.failure_summary(results)
             if summary:
                 raise HPOError(summary) from None
             raise
-        results = sweep.close("FINISHED" if results_ok(study) else "FAILED")
+        cost = launcher.open().backend.cost_report()
+        results = sweep.close("FINISHED" if results_ok(study) else "FAILED", cost)
         summary = sweep.failure_summary(results, study)
         if summary:
             raise HPOError(summary)
         print(results.describe())
+        if cost:
+            print(describe_cost(cost))
         print(f"results: {sweep.results_path}")
         print(f"browse:  mlflow ui --backend-store-uri {sweep.tracking_uri}")
+
+
+def describe_cost(cost: dict[str, float]) -> str:
+    """The backend's bill for the sweep in one line, with its parts."""
+    parts = [(k, f"cost_{k}_usd") for k in ("execution", "cold_start", "idle")]
+    shown = ", ".join(f"{name.replace('_', ' ')} ${cost[key]:.4f}" for name, key in parts if key in cost)
+    return f"cost:    ${cost['cost_usd']:.4f} ({shown}; idle tail after the last trial included)"
 
 
 def check_trials(launcher: HPOLauncher, space: SearchSpace) -> None:

@@ -9,13 +9,14 @@ Rules:
   frees starts it at once (not with a budget, where each trial is asked only once the last costs are in).
 - A job that fails, or returns NaN or inf, is a FAIL trial, never a crash of the sweep; but a dataset that
   cannot be loaded stops the sweep at once (with the first trial's error), unless the sweep searches the
-  dataset: no other trial could escape it.
+  dataset: no other trial could escape it. So does a backend that cannot run jobs (``EndpointError``).
 - ``max_failure_rate`` is failed / finished trials over the whole study (earlier runs of it included). It
   is exceeded once that rate passes it with at least ``min(workers, n_trials)`` trials finished (the first
   trials alone do not decide), or as soon as the failures outnumber ``max_failure_rate * n_trials`` (the
   study can no longer end under it). Exceeding it cancels the running trials and raises an ``HPOError``.
-- With ``launcher.budget_usd``, no new trial is asked once the cost of the finished trials plus the mean
-  cost of one trial for each running one and for the new one would pass it.
+- With ``launcher.budget_usd``, no new trial is asked once what was spent plus the mean cost of one trial
+  for each running one and for the new one would pass it. What was spent is what the backend billed where it
+  can tell (RunPod: every worker's time, cold starts and idle time included), else the finished trials' costs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from hydra.core.utils import JobReturn, JobStatus
 
 from hpo.core import interrupts
 from hpo.core.collector import freeze_setup
-from hpo.core.errors import DatasetError, HPOError
+from hpo.core.errors import DatasetError, EndpointError, HPOError
 from hpo.core.names import ERROR_TAG
 from hpo.driver.live import EventLog, Snapshot, SweepView, TrialView
 from hpo.driver.study import COST_ATTR, JOB_ID_ATTR, StudyState, StudyWrittenElsewhere, reopen
@@ -73,6 +74,8 @@ class Stopped:
     error: str | None
     # the trial failed on its dataset, which every trial of the sweep shares unless it searches it
     dataset_failed: bool = False
+    # the backend cannot run any trial of the sweep (a RunPod endpoint with no workers, say)
+    backend_failed: bool = False
 
 
 @dataclass
@@ -125,6 +128,8 @@ class TrialLoop:
         self.best = study.best_value if state.complete and len(study.directions) == 1 else None
         trials = study.get_trials(deepcopy=False)
         self.costs = [float(t.user_attrs[COST_ATTR]) for t in trials if COST_ATTR in t.user_attrs]
+        # what trials cost before this driver (a resumed sweep); this driver's backend bills the rest
+        self.earlier_cost = sum(self.costs)
         # the number the next new trial gets, unless another process adds trials to the study
         self.next_number = len(trials)
         self.durations: list[float] = []
@@ -241,7 +246,10 @@ class TrialLoop:
         budget = self.rules.budget_usd
         if budget is None or not self.costs:
             return True
-        spent, mean = sum(self.costs), sum(self.costs) / len(self.costs)
+        # what the backend billed (cold starts and idle workers too) where it can tell, else the trials' costs
+        billed = self.launcher.open().backend.spent_usd()
+        spent = sum(self.costs) if billed is None else self.earlier_cost + billed
+        mean = spent / len(self.costs)
         if spent + mean * (len(self.trials) + 1) <= budget:
             return True
         self.over_budget = True
@@ -260,8 +268,10 @@ class TrialLoop:
         self.durations.append(job.elapsed_s)
         state = "COMPLETE" if error is None else "FAIL"
         self.events.write("finish", job.num, state=state, value=values[0] if values else None)
-        dataset_failed = ret.status != JobStatus.COMPLETED and isinstance(ret._return_value, DatasetError)
-        return Stopped(job, values, error, dataset_failed)
+        failed = ret.status != JobStatus.COMPLETED
+        dataset_failed = failed and isinstance(ret._return_value, DatasetError)
+        backend_failed = failed and isinstance(ret._return_value, EndpointError)
+        return Stopped(job, values, error, dataset_failed, backend_failed)
 
     def _tell(self, stop: Stopped) -> None:
         """Tell the study a stopped job's result (slower bookkeeping waits for ``_record``)."""
@@ -290,6 +300,8 @@ class TrialLoop:
                 f"the sweep stopped: trial #{job.num} could not load the dataset every trial of it shares "
                 f"({error})"
             )
+        if stop.backend_failed:
+            raise HPOError(f"the sweep stopped: {error}")
         self._check_failure_rate()
 
     def _record(self) -> None:

@@ -1,17 +1,19 @@
 """The RunPod backend: each trial is a job on a RunPod serverless endpoint running hpo's worker image.
 
 The API key is read from ``RUNPOD_API_KEY`` only, never from a config file, so it cannot end up in a
-saved config, a log or an MLflow param. The endpoint's health is checked before any trial is asked.
+saved config, a log or an MLflow param. Before any trial is asked, the endpoint's health is read and its
+settings checked against the hardware profile; while the sweep runs, a cost meter follows its workers.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hpo.core.errors import BackendError, ConfigError
+from hpo.core.errors import BackendError, ConfigError, EndpointError
 from hpo.core.names import PARENT_RUN_ENV
 from hpo.core.payload import PROTOCOL_VERSION, TrialPayload, payload_config
 from hpo.core.schema import RunPodConf, validate
@@ -20,8 +22,10 @@ from hpo.core.trial_identity import trial_params, trial_tags
 from hpo.core.trial_record import TrialRunRecords
 from launchers.backend import Backend
 from launchers.hydra_job import JobSpec
-from launchers.runpod.client import AuthError, Backoff, EndpointClient, UnknownJobError
-from launchers.runpod.job import JobPolicy, RunPodJobHandle
+from launchers.runpod.client import AuthError, Backoff, EndpointClient, NotFoundError
+from launchers.runpod.cost import CostMeter, PriceList
+from launchers.runpod.job import Fleet, JobPolicy, RunPodJobHandle
+from launchers.runpod.rest import RestClient
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class RunPodSettings:
     endpoint_id: str
     api_key: str
     api_base: str
+    rest_api_base: str = "https://api.runpod.io"
 
     @classmethod
     def from_launcher(cls, runpod: RunPodConf) -> RunPodSettings:
@@ -56,7 +61,7 @@ class RunPodSettings:
                 f"{API_KEY_ENV} is not set: export your RunPod API key (hpo reads it from the environment "
                 "only, never from a config file)"
             )
-        return cls(endpoint_id, api_key, runpod.api_base)
+        return cls(endpoint_id, api_key, runpod.api_base, runpod.rest_api_base)
 
 
 class RunPodBackend(Backend):
@@ -68,26 +73,74 @@ class RunPodBackend(Backend):
     """
 
     def __init__(
-        self, settings: RunPodSettings, policy: JobPolicy, records: TrialRunRecords, queue_ahead: int = 0
+        self,
+        settings: RunPodSettings,
+        policy: JobPolicy,
+        records: TrialRunRecords,
+        queue_ahead: int = 0,
+        workers: int = 1,
+        gpus_per_worker: int = 1,
     ) -> None:
         self.records = records
         self.client = EndpointClient(settings.endpoint_id, settings.api_key, settings.api_base)
+        self.rest = RestClient(settings.api_key, settings.rest_api_base, HEALTH_BACKOFF)
         self.policy = policy
         self.queue_ahead = queue_ahead
         self.health = self._check_health()
+        endpoint = self._read_endpoint()
+        check_endpoint(endpoint, gpus_per_worker, workers)
+        gpu = endpoint.get("gpu") or {}
+        self.meter = CostMeter(
+            self.rest,
+            settings.endpoint_id,
+            PriceList(
+                policy.price_per_hour,
+                self._catalog(policy),
+                list(gpu.get("pools") or []),
+                int(gpu.get("count") or gpus_per_worker),
+            ),
+            float((endpoint.get("workers") or {}).get("idleTimeout") or 0),
+            policy.poll_interval_s,
+        )
+        self.fleet = Fleet(settings.endpoint_id, workers, self.meter)
+        self.meter.start()
 
     def _check_health(self) -> dict[str, Any]:
         where = f"RunPod endpoint {self.client.endpoint_id} at {self.client.api_base}"
-        try:
-            health = self.client.call_with_retries(self.client.health, where, HEALTH_BACKOFF)
-        except UnknownJobError:
-            raise EndpointUnreachable(f"{where}: no such endpoint (404); check {ENDPOINT_ENV}") from None
-        except AuthError:
-            raise
-        except BackendError as exc:
-            raise EndpointUnreachable(f"{where} is unreachable: {exc}") from None
+        client = self.client
+        health = _reach(where, lambda: client.call_with_retries(client.health, where, HEALTH_BACKOFF))
         log.info(f"{where}: workers {health.get('workers', {})}")
-        return health
+        return dict(health)
+
+    def _read_endpoint(self) -> dict[str, Any]:
+        """The endpoint's settings, through RunPod's REST API."""
+        where = f"RunPod endpoint {self.client.endpoint_id} at {self.rest.rest_api_base}"
+        return dict(_reach(where, lambda: self.rest.endpoint(self.client.endpoint_id)))
+
+    def _catalog(self, policy: JobPolicy) -> list[dict[str, Any]] | None:
+        """RunPod's serverless GPU prices, unless the profile sets its own (None where unreadable)."""
+        if policy.price_per_hour is not None:
+            return []
+        try:
+            return self.rest.gpu_catalog()
+        except BackendError as exc:
+            log.warning(f"RunPod's GPU catalog at {self.rest.rest_api_base} could not be read: {exc}")
+            return None
+
+    def spent_usd(self) -> float | None:
+        """USD billed so far by the endpoint's workers (cold starts and idle time included)."""
+        return self.meter.spent_usd()
+
+    def cost_report(self) -> dict[str, float] | None:
+        """The sweep's cost, asked once it has ended: ``cost_usd`` split into execution, cold start and idle,
+        worker seconds and the price per worker-hour, with the idle tail of the workers still up (it closes
+        the meter, as ``close`` does)."""
+        self.meter.finish()
+        return self.meter.report()
+
+    def close(self) -> None:
+        """Stop following the workers and count each one's idle tail (billed until its idle timeout)."""
+        self.meter.finish()
 
     def submit(self, spec: JobSpec, slot: int) -> RunPodJobHandle:
         """Open the trial's run (or continue ``spec.run_id``, a resumed trial's) and return a handle that
@@ -127,6 +180,46 @@ class RunPodBackend(Backend):
         payload.trial.number = spec.num
         payload.trial.seed = cfg.seed
         payload.mlflow.run_id = record.run_id if cfg.mlflow.log_from == "worker" else None
-        handle = RunPodJobHandle(self.client, spec, payload.to_json(), record, self.policy)
-        handle.job_id = job_id
+        handle = RunPodJobHandle(self.client, spec, payload.to_json(), record, self.policy, self.fleet)
+        if job_id is not None:
+            handle.follow(job_id)
         return handle
+
+
+def check_endpoint(endpoint: dict[str, Any], gpus_per_worker: int, workers: int) -> None:
+    """Refuse an endpoint that cannot run the sweep's trials as the hardware profile promises them."""
+    name = endpoint.get("name") or endpoint.get("id")
+    count = (endpoint.get("gpu") or {}).get("count")
+    if count is not None and int(count) != gpus_per_worker:
+        raise EndpointError(
+            f"RunPod endpoint {name} gives each worker {count} GPU(s) but the hardware profile asks for "
+            f"{gpus_per_worker}: run `python -m launchers.runpod deploy` with this profile, or pick the "
+            f"hardware profile that matches the endpoint (e.g. hardware=runpod_{count}gpu)"
+        )
+    limits = endpoint.get("workers") or {}
+    most = limits.get("max")
+    if most is None:
+        return
+    if int(most) == 0:
+        raise EndpointError(
+            f"RunPod endpoint {name} allows 0 workers (RunPod sets max workers to 0 on endpoints idle for 7 "
+            "days / capped accounts): raise it in the console or re-run deploy"
+        )
+    if int(most) < workers:
+        log.warning(
+            f"RunPod endpoint {name} allows {most} workers but launcher.workers={workers}: only {most} "
+            "trials will train at once (raise max workers in the console or re-run deploy)"
+        )
+
+
+def _reach(where: str, request: Callable[[], Any]) -> Any:
+    """``request``'s answer; an endpoint that is unknown or cannot be reached is ``EndpointUnreachable``
+    (which ``launcher.runpod.fallback=local`` may turn into a local sweep), a refused key an ``AuthError``."""
+    try:
+        return request()
+    except NotFoundError:
+        raise EndpointUnreachable(f"{where}: no such endpoint (404); check {ENDPOINT_ENV}") from None
+    except AuthError:
+        raise
+    except BackendError as exc:
+        raise EndpointUnreachable(f"{where} is unreachable: {exc}") from None

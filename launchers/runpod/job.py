@@ -1,7 +1,10 @@
 """One trial on a RunPod endpoint: submitted, polled, resubmitted after infrastructure failures, closed.
 
 ``done()`` never blocks for long: each call makes at most one paced request, and a transient failure
-only schedules the next try (exponential backoff with jitter), so one slow job never stalls the others.
+only schedules the next try (exponential backoff with jitter, or RunPod's ``Retry-After``), so one slow job
+never stalls the others. A trial has at most one live job: before it is resubmitted, a job that may still
+live is cancelled and confirmed final, and a ``/run`` whose answer was lost is reconciled with the
+endpoint's job counts first (RunPod has no idempotency key and no job listing).
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +22,83 @@ import yaml
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import Container, OmegaConf
 
-from hpo.core.errors import BackendError, DatasetError, HPOError, TrialError
+from hpo.core.errors import BackendError, DatasetError, DeviceError, EndpointError, HPOError, TrialError
 from hpo.core.names import OPTUNA_STATE_TAG
 from hpo.core.payload import JOBS_HELD_PER_WORKER, WORKER_WAIT_KEY
 from hpo.core.trial_record import TrialRunRecord
 from launchers.backend import JobHandle
 from launchers.hydra_job import JobSpec
-from launchers.runpod.client import EndpointClient, TransientError, UnknownJobError
+from launchers.runpod.client import AnswerLost, EndpointClient, TransientError, UnknownJobError
+from launchers.runpod.cost import CostMeter
 
 log = logging.getLogger(__name__)
 
-RUNNING_STATES = ("IN_QUEUE", "IN_PROGRESS")
+QUEUED = "IN_QUEUE"
+# RunPod documents RUNNING beside IN_PROGRESS: both mean a worker has the job
+IN_PROGRESS_STATES = ("IN_PROGRESS", "RUNNING")
+FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
+# polls of a cancelled job not yet final between two cancel requests
+CANCEL_REPEAT_POLLS = 10
 
 
 @dataclass
 class JobPolicy:
-    """How the backend treats every job: polling pace, resubmissions, time limit and price."""
+    """How the backend treats every job: polling pace, resubmissions, time limits and price."""
 
     poll_interval_s: float
     max_retries: int
     timeout_s: float
-    price_per_hour: float
+    # USD per worker-hour; None: the endpoint's GPU catalog price (the fleet's cost meter knows it)
+    price_per_hour: float | None = None
+    retry_timeouts: bool = False
+    queue_timeout_s: float = 600.0
+
+    @property
+    def execution_timeout_s(self) -> float:
+        """RunPod's execution timeout of every job, first or resubmitted: a job held by a worker runs its
+        clock while it waits there for the trial before it, which may take up to ``timeout_s``."""
+        return self.timeout_s * JOBS_HELD_PER_WORKER
+
+
+@dataclass
+class Fleet:
+    """The backend's jobs on the endpoint, shared by its handles: which are live (not yet seen final, with
+    whether each has normal priority), how many workers the sweep runs, and the cost meter."""
+
+    endpoint_id: str
+    workers: int
+    meter: CostMeter | None = None
+    live: dict[str, bool] = field(default_factory=dict)
+
+    def normal_live(self) -> int:
+        return sum(self.live.values())
+
+    def price_for(self, worker_id: str | None, policy: JobPolicy) -> float:
+        if self.meter is not None:
+            return self.meter.price_for(worker_id)
+        return policy.price_per_hour or 0.0
+
+    def job_ended(self, job_id: str, worker_id: str | None, cost_usd: float) -> None:
+        self.live.pop(job_id, None)
+        if self.meter is not None:
+            self.meter.job_ended(worker_id, cost_usd)
+
+    def no_worker_for(self, since: float) -> float | None:
+        """Seconds since ``since`` (or since no worker was starting or up, if later) during which none was;
+        None when one is, or the workers were never read."""
+        if self.meter is None or self.meter.no_live_since is None:
+            return None
+        return time.time() - max(since, self.meter.no_live_since)
+
+    def workers_text(self) -> str:
+        return self.meter.workers_text() if self.meter is not None else "workers unknown"
 
 
 def trial_error(output_error: Any) -> HPOError | None:
-    """A failure the worker reported for the trial itself (a ``DatasetError`` where its dataset failed), or
-    None for any other failure.
+    """A failure the worker reported (a ``DatasetError`` where its dataset failed, a ``DeviceError`` where it
+    saw fewer GPUs than promised), or None for any other failure.
 
-    hpo's worker reports trial failures as a JSON object with an ``hpo_error`` key; the SDK reports an
+    hpo's worker reports failures as a JSON object with an ``hpo_error`` key; the SDK reports an
     exception escaping a handler as one with ``error_message``; anything else (a lost worker, RunPod's
     own errors) is the infrastructure's.
     """
@@ -54,8 +107,8 @@ def trial_error(output_error: Any) -> HPOError | None:
     except ValueError:
         return None
     if isinstance(data, dict) and "hpo_error" in data:
-        kind = DatasetError if data["hpo_error"] == "dataset" else TrialError
-        return kind(str(data.get("message")))
+        kinds: dict[str, type[HPOError]] = {"dataset": DatasetError, "devices": DeviceError}
+        return kinds.get(str(data["hpo_error"]), TrialError)(str(data.get("message")))
     if isinstance(data, dict) and "error_message" in data:
         return TrialError(f"{data.get('error_type', 'error')}: {data['error_message']}")
     return None
@@ -71,6 +124,7 @@ class RunPodJobHandle(JobHandle):
         payload: dict[str, Any],
         record: TrialRunRecord,
         policy: JobPolicy,
+        fleet: Fleet,
     ) -> None:
         self.client = client
         self.spec = spec
@@ -79,6 +133,7 @@ class RunPodJobHandle(JobHandle):
         # the trial's MLflow run, which the driver opened
         self.run_id: str | None = record.run_id
         self.policy = policy
+        self.fleet = fleet
         self.job_id: str | None = None
         self.retries = 0
         self.cost_usd: float = 0.0
@@ -86,10 +141,25 @@ class RunPodJobHandle(JobHandle):
         # the Optuna state tagged with the run's outcome, saving the sweep a write once it is told
         self.optuna_state: str | None = None
         self._transient = 0
+        # when the current streak of failed requests began (None: the last request succeeded)
+        self._failing_since: float | None = None
         self._next_at = 0.0
         self._outcome: JobReturn | HPOError | None = None
+        # an earlier job of this trial to cancel and see final before the trial is submitted again
+        self._retiring: str | None = None
+        self._retire_polls = 0
+        # reconciling a /run whose answer was lost: "health", "purge", "recheck" (None: nothing lost)
+        self._lost: str | None = None
+        self._queued_since: float | None = None
+        self._worker_id: str | None = None
+        self._warned_states: set[str] = set()
         self.trial_dir = Path(str(spec.config.hydra.sweep.dir)) / str(spec.config.hydra.sweep.subdir)
         save_job_config(spec, self.trial_dir)
+
+    def follow(self, job_id: str) -> None:
+        """Follow a job an earlier driver submitted instead of submitting one."""
+        self.job_id = job_id
+        self.fleet.live[job_id] = True
 
     def done(self) -> bool:
         if self._outcome is not None:
@@ -97,24 +167,40 @@ class RunPodJobHandle(JobHandle):
         if time.monotonic() < self._next_at:
             return False
         try:
-            if self.job_id is None:
-                # a held job's clock runs while it waits for the trial before it on the worker
-                self.job_id = self.client.run(self.payload, self.policy.timeout_s * JOBS_HELD_PER_WORKER)
-                log.info(f"#{self.spec.num} queued on RunPod as job {self.job_id}")
-                self._next_at = time.monotonic() + self.policy.poll_interval_s
+            if self._retiring is not None:
+                self._retire_step(self._retiring)
+            elif self._lost is not None:
+                self._reconcile_step(self._lost)
+            elif self.job_id is None:
+                self._submit()
             else:
-                self._poll()
-            self._transient = 0
+                self._poll(self.job_id)
+            self._transient, self._failing_since = 0, None
         except TransientError as exc:
+            # an API outage changes nothing on the endpoint: keep asking, backing off, for as long as a
+            # trial may run, rather than resubmit a job that may well be training
+            now = time.monotonic()
+            self._failing_since = self._failing_since or now
             self._transient += 1
-            if self._transient >= self.client.backoff.attempts:
-                self._infrastructure_failure(f"RunPod requests kept failing ({exc})")
+            if now - self._failing_since >= self.policy.timeout_s:
+                self._requests_failing(f"{exc}, for {now - self._failing_since:.0f} s")
             else:
-                delay = self.client.backoff.delay(self._transient - 1)
+                attempt = min(self._transient, self.client.backoff.attempts) - 1
+                delay = self.client.backoff.delay(attempt, exc)
                 log.info(f"#{self.spec.num}: RunPod answered {exc}; trying again in {delay:.1f}s")
-                self._next_at = time.monotonic() + delay
+                self._next_at = now + delay
+        except AnswerLost as exc:
+            log.warning(f"#{self.spec.num}: {exc}; checking the endpoint's job counts before resubmitting")
+            self._lost, self._transient = "health", 0
         except UnknownJobError:
-            self._infrastructure_failure(f"the endpoint no longer knows job {self.job_id}")
+            if self._retiring is not None:
+                self._retired(self._retiring)
+            else:
+                assert self.job_id is not None
+                self.fleet.live.pop(self.job_id, None)
+                self._infrastructure_failure(f"the endpoint no longer knows job {self.job_id}")
+        except EndpointError as exc:
+            self._fail(str(exc), EndpointError)
         except BackendError as exc:
             self._fail(str(exc))
         return self._outcome is not None
@@ -129,33 +215,157 @@ class RunPodJobHandle(JobHandle):
         """Cancel the job on the endpoint (so nothing keeps billing) and close its run as KILLED."""
         if self._outcome is not None:
             return
-        if self.job_id is not None:
-            job_id = self.job_id
+        for job_id in (self.job_id, self._retiring):
+            if job_id is None or job_id not in self.fleet.live:
+                continue
             try:
-                self.client.call_with_retries(lambda: self.client.cancel(job_id), f"cancel job {job_id}")
+                self.client.call_with_retries(partial(self.client.cancel, job_id), f"cancel job {job_id}")
+            except UnknownJobError:
+                pass
             except BackendError as exc:
                 log.error(
                     f"#{self.spec.num}: could not cancel RunPod job {job_id} ({exc}): cancel it by hand"
                 )
+            self.fleet.job_ended(job_id, self._worker_id, 0.0)
         self.record.end("KILLED", "cancelled: the sweep was interrupted", self._job_tags())
         self._outcome = BackendError(f"trial #{self.spec.num} cancelled")
 
-    def _poll(self) -> None:
-        assert self.job_id is not None
-        status = self.client.status(self.job_id)
+    def _submit(self) -> None:
+        # beyond the sweep's workers, a job waits for a busy worker instead of making the endpoint start one
+        low = self.fleet.normal_live() >= self.fleet.workers
+        self.job_id = self.client.run(self.payload, self.policy.execution_timeout_s, low)
+        self.fleet.live[self.job_id] = not low
+        self._queued_since, self._worker_id = time.time(), None
+        priority = " (low priority: queued ahead)" if low else ""
+        log.info(f"#{self.spec.num} queued on RunPod as job {self.job_id}{priority}")
+        self._next_at = time.monotonic() + self.policy.poll_interval_s
+
+    def _poll(self, job_id: str) -> None:
+        status = self.client.status(job_id)
         state = str(status.get("status"))
-        if state in RUNNING_STATES:
-            self._show_progress(status.get("output") if state == "IN_PROGRESS" else None)
-            self._next_at = time.monotonic() + self.policy.poll_interval_s
+        self._next_at = time.monotonic() + self.policy.poll_interval_s
+        self._worker_id = status.get("workerId") or self._worker_id
+        if state == QUEUED:
+            self._queued_since = self._queued_since or time.time()
+            self._check_queue(job_id)
             return
-        self.cost_usd += billed_ms(status) / 3.6e6 * self.policy.price_per_hour
+        self._queued_since = None
+        if state in IN_PROGRESS_STATES:
+            self._show_progress(status.get("output"))
+            return
+        if state not in FINAL_STATES:
+            if state not in self._warned_states:
+                self._warned_states.add(state)
+                log.warning(
+                    f"#{self.spec.num}: RunPod job {job_id} is in unknown state {state!r}; still polling"
+                )
+            return
+        self._count_cost(job_id, status)
         if state == "COMPLETED":
             self._complete(status)
-        elif state == "FAILED" and (error := trial_error(status.get("error"))) is not None:
-            self._fail(str(error), type(error))
+        elif state == "FAILED":
+            error = trial_error(status.get("error"))
+            if error is None or isinstance(error, DeviceError):
+                reason = str(error) if error is not None else str(status.get("error") or "no reason given")
+                self._infrastructure_failure(f"job {job_id} failed: {reason[:300]}")
+            else:
+                self._fail(str(error), type(error))
+        elif state == "CANCELLED" and not status.get("executionTime") and not status.get("workerId"):
+            log.info(
+                f"#{self.spec.num}: job {job_id} was cancelled before it started (queue purged?); "
+                "resubmitting"
+            )
+            self._resubmit()
+        elif state == "TIMED_OUT" and not self.policy.retry_timeouts:
+            self._fail(
+                f"job {job_id} hit RunPod's execution timeout ({self.policy.execution_timeout_s:.0f}s): "
+                "raise launcher.timeout_min, or set launcher.runpod.retry_timeouts=true to resubmit it"
+            )
         else:
             reason = status.get("error") or "no reason given"
-            self._infrastructure_failure(f"job {self.job_id} ended {state}: {str(reason)[:300]}")
+            self._infrastructure_failure(f"job {job_id} ended {state}: {str(reason)[:300]}")
+
+    def _check_queue(self, job_id: str) -> None:
+        """Stop the sweep when the job has waited ``queue_timeout_s`` while no worker was starting or up; a
+        queued-ahead job left with no worker is resubmitted at normal priority, so one is started for it."""
+        waited = self.fleet.no_worker_for(self._queued_since or time.time())
+        if waited is None:
+            return
+        if not self.fleet.live.get(job_id, True) and self.fleet.normal_live() < self.fleet.workers:
+            log.info(
+                f"#{self.spec.num}: job {job_id} waits with no worker up; resubmitting at normal priority"
+            )
+            self._retire(job_id)
+            self._resubmit()
+        elif waited >= self.policy.queue_timeout_s:
+            raise EndpointError(
+                f"job {job_id} waited {waited:.0f}s in the queue of endpoint "
+                f"{self.fleet.endpoint_id} with no worker starting ({self.fleet.workers_text()}): check the "
+                "endpoint's GPU pools' availability and max workers in the RunPod console"
+            )
+
+    def _retire_step(self, job_id: str) -> None:
+        """One step of retiring an earlier job: cancel it, then poll until it is final (re-cancelling now and
+        then), never submitting meanwhile."""
+        if self._retire_polls % CANCEL_REPEAT_POLLS == 0:
+            self.client.cancel(job_id)
+            self._retire_polls += 1
+            return
+        status = self.client.status(job_id)
+        self._retire_polls += 1
+        if str(status.get("status")) in FINAL_STATES:
+            self._count_cost(job_id, status)
+            self._retired(job_id)
+        else:
+            self._next_at = time.monotonic() + self.policy.poll_interval_s
+
+    def _retired(self, job_id: str) -> None:
+        log.info(f"#{self.spec.num}: earlier job {job_id} is stopped")
+        self.fleet.live.pop(job_id, None)
+        self._retiring, self._retire_polls, self._next_at = None, 0, 0.0
+
+    def _reconcile_step(self, stage: str) -> None:
+        """One step of finding out whether a ``/run`` whose answer was lost created a job: compare the
+        endpoint's queued and running jobs with this sweep's live ones; more means a job nobody tracks, so
+        the queue is purged (this sweep's own queued jobs come back cancelled unstarted and are resubmitted)
+        and the counts compared again."""
+        if stage == "purge":
+            self.client.purge_queue()
+            self._lost = "recheck"
+            # the other handles see their purged jobs cancelled within a poll or two
+            self._next_at = time.monotonic() + 2 * self.policy.poll_interval_s
+            return
+        jobs = self.client.health().get("jobs") or {}
+        untracked = int(jobs.get("inQueue") or 0) + int(jobs.get("inProgress") or 0) - len(self.fleet.live)
+        if untracked > 0 and stage == "health":
+            log.warning(
+                f"#{self.spec.num}: the endpoint has {untracked} job(s) this sweep does not track: "
+                "purging its queue"
+            )
+            self._lost = "purge"
+            return
+        if untracked > 0:
+            log.warning(
+                f"#{self.spec.num}: a job from its lost /run answer may be running on endpoint "
+                f"{self.fleet.endpoint_id}; it cannot be cancelled without its id and bills until it ends"
+            )
+        self._lost = None
+        self._resubmit()
+
+    def _requests_failing(self, reason: str) -> None:
+        message = f"RunPod requests kept failing ({reason})"
+        if self._retiring is not None:
+            self._fail(f"{message}: could not confirm job {self._retiring} stopped; cancel it by hand")
+        elif self._lost is not None:
+            self._fail(f"{message}: could not tell whether a lost /run created a job; check the endpoint")
+        else:
+            self._infrastructure_failure(message)
+
+    def _count_cost(self, job_id: str, status: dict[str, Any]) -> None:
+        worker = status.get("workerId") or self._worker_id
+        cost = billed_ms(status) / 3.6e6 * self.fleet.price_for(worker, self.policy)
+        self.cost_usd += cost
+        self.fleet.job_ended(job_id, worker, cost)
 
     def _show_progress(self, output: Any) -> None:
         if isinstance(output, dict) and output != self.progress:
@@ -188,17 +398,35 @@ class RunPodJobHandle(JobHandle):
         self._outcome = ret
 
     def _infrastructure_failure(self, reason: str) -> None:
-        if self.retries < self.policy.max_retries:
-            self.retries += 1
-            log.warning(
-                f"#{self.spec.num}: {reason}; resubmitting (retry {self.retries}/{self.policy.max_retries})"
-            )
-            self.record.tag({"hpo.retries": self.retries, "hpo.last_retry_reason": reason})
-            self.job_id, self._transient, self._next_at = None, 0, 0.0
-        else:
+        """Resubmit the trial (a counted retry) after the infrastructure lost it, or fail it once out of
+        retries; a job that may still live is retired first."""
+        if self.retries >= self.policy.max_retries:
             self._fail(f"{reason} (after {self.retries} retries)")
+            return
+        self.retries += 1
+        log.warning(
+            f"#{self.spec.num}: {reason}; resubmitting (retry {self.retries}/{self.policy.max_retries})"
+        )
+        self.record.tag({"hpo.retries": self.retries, "hpo.last_retry_reason": reason})
+        if self.job_id is not None and self.job_id in self.fleet.live:
+            self._retire(self.job_id)
+        self._resubmit()
+
+    def _retire(self, job_id: str) -> None:
+        self._retiring, self._retire_polls = job_id, 0
+
+    def _resubmit(self) -> None:
+        self.job_id, self._transient, self._next_at = None, 0, 0.0
 
     def _fail(self, message: str, kind: type[HPOError] = TrialError) -> None:
+        """End the trial failed; a job of it that may still live gets one cancel request, unconfirmed."""
+        for job_id in (self.job_id, self._retiring):
+            if job_id is not None and job_id in self.fleet.live:
+                try:
+                    self.client.cancel(job_id)
+                except (HPOError, TransientError) as exc:
+                    log.warning(f"#{self.spec.num}: could not cancel RunPod job {job_id} ({exc})")
+                self.fleet.job_ended(job_id, self._worker_id, 0.0)
         self.optuna_state = "FAIL"
         self.record.end("FAILED", message, self._job_tags())
         self._outcome = kind(f"trial #{self.spec.num}: {message}")

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from hpo.core.errors import DeviceError
 from hpo.core.schema import CNNConf, DatasetConf, DataSource, Modality, TrainerConf
 from worker.datasets import load_dataset
-from worker.distribution import prepare_devices
+from worker.distribution import GPUS_ENV, check_gpus, prepare_devices
 from worker.models import build_model
 from worker.trainer import fit
 
@@ -127,3 +128,21 @@ def test_cpu_only_worker_reports_the_gpu_mismatch_and_keeps_float32() -> None:
     assert keras.mixed_precision.global_policy().name == "float32"
     assert report.warning is not None and "gpus_per_worker=2 but this worker sees 0 GPU(s)" in report.warning
     assert prepare_devices(gpus_expected=0, mixed_precision=False)[1].warning is None
+
+
+def test_a_worker_that_must_have_its_gpus_refuses_to_train_without_them() -> None:
+    with pytest.raises(DeviceError, match="sees 0 GPU\\(s\\) but the hardware profile promises 2"):
+        prepare_devices(gpus_expected=2, mixed_precision=False, require_gpus=True)
+    assert prepare_devices(gpus_expected=0, mixed_precision=False, require_gpus=True)[1].gpus_seen == 0
+
+
+def test_the_fitness_check_fails_a_worker_short_of_its_templates_gpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(GPUS_ENV, "2")
+    with pytest.raises(DeviceError, match=f"TensorFlow sees 0 GPU\\(s\\) but {GPUS_ENV}=2"):
+        check_gpus()
+    monkeypatch.setenv(GPUS_ENV, "0")
+    check_gpus()
+    monkeypatch.delenv(GPUS_ENV)
+    check_gpus()

@@ -11,6 +11,7 @@ import pytest
 from hpo.core.payload import PROTOCOL_VERSION, TrialPayload
 from tests.worker.test_trial import config  # noqa: F401 (the fixture)
 from worker import handler
+from worker.stopping import StopRequest
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def payload(config: dict[str, Any]) -> dict[str, Any]:  # noqa: F811
 def test_a_trial_result_carries_objective_history_worker_and_its_run(
     payload: dict[str, Any], tmp_path: Path
 ) -> None:
-    out = handler.handle({"id": "job-1", "input": payload})
+    out = handler.handle({"id": "job-1", "input": payload}, StopRequest())
     assert "error" not in out, out.get("error")
     assert out["objective"] == max(out["history"]["val_accuracy"])
     assert len(out["history"]["val_accuracy"]) == 2 and out["gpus_seen"] == 0
@@ -42,7 +43,7 @@ def test_a_result_over_runpods_limit_fails_with_what_to_do(
     payload: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(handler, "MAX_RESULT_BYTES", 10_000)
-    out = handler.handle({"id": "job-2", "input": payload})
+    out = handler.handle({"id": "job-2", "input": payload}, StopRequest())
     error = json.loads(out["error"])
     assert error["hpo_error"] == "trial"
     assert "output limit" in error["message"]
@@ -51,6 +52,14 @@ def test_a_result_over_runpods_limit_fails_with_what_to_do(
 
 def test_a_malformed_payload_fails_the_job_at_once(payload: dict[str, Any]) -> None:
     payload["config"]["trainer"]["epochs"] = 3
-    error = json.loads(handler.handle({"id": "job-3", "input": payload})["error"])
+    error = json.loads(handler.handle({"id": "job-3", "input": payload}, StopRequest())["error"])
     assert error["hpo_error"] == "payload"
     assert "trainer.epochs" in error["message"]
+
+
+def test_a_worker_with_fewer_gpus_than_promised_fails_the_job_as_devices(payload: dict[str, Any]) -> None:
+    payload["config"]["hardware"]["gpus_per_worker"] = 2
+    payload["gpus_expected"] = 2
+    error = json.loads(handler.handle({"id": "job-4", "input": payload}, StopRequest())["error"])
+    assert error["hpo_error"] == "devices"
+    assert "sees 0 GPU(s) but the hardware profile promises 2" in error["message"]

@@ -16,6 +16,7 @@ from hpo.core import interrupts
 from hpo.core.code_version import code_version
 from hpo.core.errors import ModelConfigError
 from hpo.core.schema import HPOConfig
+from worker.stopping import RUNPOD_STOP, StopRequest, TrialStopped
 from worker.trial import TrialRequest, run_trial
 
 
@@ -123,6 +124,63 @@ def test_a_stop_signal_that_training_turns_into_another_error_ends_the_run_kille
         [mlflow.get_experiment_by_name("unit").experiment_id]
     )
     assert [r.info.status for r in runs] == ["KILLED"]
+
+
+def test_a_trial_stopped_mid_epoch_stops_within_a_batch_and_ends_killed_unscored(
+    config: dict[str, Any],
+) -> None:
+    """Digits in batches of 8: ~144 train batches an epoch; the stop comes during the second epoch."""
+    import keras
+
+    config["trainer"].update(max_epochs=3, batch_size=8)
+    stop = StopRequest()
+
+    class StopDuringBatch(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch, self.ended, self.batches = 0, 0, 0
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.epoch = epoch
+
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            if self.epoch == 1 and batch == 5:
+                stop.set()  # as RunPod's stop does, while this batch trains
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.batches = max(self.batches, batch + 1)
+            self.ended += 1
+
+    seen = StopDuringBatch()
+    with pytest.raises(TrialStopped) as stopped:
+        run_trial(TrialRequest(config=config, trial_number=0, callbacks=[seen], stop=stop))
+    assert stopped.value.batches_after_stop == 0
+    assert seen.batches > 100, "digits in batches of 8 gives many batches per epoch"
+    assert seen.ended == seen.batches + 5, "the whole first epoch, then the second's batches 0-4 end"
+
+    client = MlflowClient(config["mlflow"]["tracking_uri"])
+    (run,) = client.search_runs([mlflow.get_experiment_by_name("unit").experiment_id])
+    assert run.info.status == "KILLED"
+    assert run.data.tags["hpo.stopped"] == RUNPOD_STOP
+    assert run.data.metrics["batches_after_stop"] <= 1
+    assert 0 <= run.data.metrics["stop_latency_s"] < 5
+    for key in ("loss", "val_accuracy"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [0], "whole epochs only"
+    assert "objective" not in run.data.metrics and "test_accuracy" not in run.data.metrics
+    assert client.list_artifacts(run.info.run_id) == [], "no model, no reports after a stop"
+
+
+def test_a_stop_before_training_leaves_before_the_first_batch(config: dict[str, Any]) -> None:
+    stop = StopRequest()
+    stop.set()
+    with pytest.raises(TrialStopped) as stopped:
+        run_trial(TrialRequest(config=config, trial_number=0, stop=stop))
+    assert stopped.value.batches_after_stop == 0
+    runs = MlflowClient(config["mlflow"]["tracking_uri"]).search_runs(
+        [mlflow.get_experiment_by_name("unit").experiment_id]
+    )
+    assert [r.info.status for r in runs] == ["KILLED"]
+    assert "loss" not in runs[0].data.metrics
 
 
 def test_health_mode_blends_accuracy_with_logged_health_components(config: dict[str, Any]) -> None:

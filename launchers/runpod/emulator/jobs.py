@@ -36,6 +36,7 @@ class Job:
     execution_timeout_s: float
     ttl_s: float
     extra: dict[str, Any] = field(default_factory=dict)  # webhook, s3Config: passed on to the worker
+    low_priority: bool = False  # policy.lowPriority: never makes the endpoint scale up
     created: float = field(default_factory=time.monotonic)
     queued: float = field(default_factory=time.monotonic)
     status: str = IN_QUEUE
@@ -90,12 +91,19 @@ class JobStore:
         self.retried = 0
 
     def submit(
-        self, job_input: Any, source: str, execution_timeout_s: float, ttl_s: float, **extra: Any
+        self,
+        job_input: Any,
+        source: str,
+        execution_timeout_s: float,
+        ttl_s: float,
+        low_priority: bool = False,
+        **extra: Any,
     ) -> Job:
         """Queue a new job and hand it to a waiting worker if one is polling."""
         job_id = f"{'sync-' if source == 'runsync' else ''}{uuid.uuid4()}-e1"
+        kept = {k: v for k, v in extra.items() if v}
         job = Job(
-            job_id, job_input, source, execution_timeout_s, ttl_s, extra={k: v for k, v in extra.items() if v}
+            job_id, job_input, source, execution_timeout_s, ttl_s, extra=kept, low_priority=low_priority
         )
         self.jobs[job.id] = job
         self.totals[IN_QUEUE] += 1
@@ -207,6 +215,23 @@ class JobStore:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+
+    def timeline(self, origin: float) -> list[dict[str, Any]]:
+        """Every known job's trial (an hpo payload's ``trial.number``, else None), state and time in progress
+        (seconds from ``origin``): what tests read to find two jobs of one trial running at once."""
+        rows = []
+        for job in self.jobs.values():
+            trial = job.input.get("trial") if isinstance(job.input, dict) else None
+            rows.append(
+                {
+                    "id": job.id,
+                    "trial": trial.get("number") if isinstance(trial, dict) else None,
+                    "status": job.status,
+                    "started_s": None if job.started is None else round(job.started - origin, 3),
+                    "finished_s": None if job.finished is None else round(job.finished - origin, 3),
+                }
+            )
+        return rows
 
     def by_state(self) -> dict[str, int]:
         counts = dict.fromkeys(STATES, 0)

@@ -52,6 +52,15 @@ class EmulatorProcess:
         *,
         execution_timeout_s: float | None = None,
         startup_timeout_s: float = 180.0,
+        workers_min: int | None = None,
+        idle_timeout_s: int = 5,
+        cold_start_s: float = 0.0,
+        flashboot_cold_start_s: float | None = None,
+        gpu_count: int = 1,
+        gpu_pool: str = "ADA_24",
+        endpoint_name: str = "hpo-emulator",
+        rate_limit_window_s: float = 10.0,
+        rate_limit_scale: float = 1.0,
         error_rate: float = 0.0,
         seed: int | None = None,
         status_delay_s: float = 0.0,
@@ -59,9 +68,15 @@ class EmulatorProcess:
         kill_after_s: float = 0.5,
         timeout_jobs: int = 0,
         timeout_after_s: float = 0.5,
+        running_state: bool = False,
+        brownout_s: float = 0.0,
+        hang_s: float = 12.0,
+        lost_answers: int = 0,
+        throttled_workers: int = 0,
         python: str = sys.executable,
     ) -> None:
         self.workers = workers
+        self.workers_min = workers if workers_min is None else workers_min
         self.api_key = api_key or secrets.token_urlsafe(16)
         self.endpoint_id = endpoint_id
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="runpod-emulator-"))
@@ -71,6 +86,23 @@ class EmulatorProcess:
         args = [python, "-m", "launchers.runpod.emulator", "--workers", str(workers), "--port", "0"]
         args += ["--endpoint-id", endpoint_id, "--log-dir", str(self.log_dir)]
         args += ["--startup-timeout-s", str(startup_timeout_s)]
+        settings = {
+            "workers-min": workers_min,
+            "idle-timeout-s": idle_timeout_s,
+            "cold-start-s": cold_start_s,
+            "flashboot-cold-start-s": flashboot_cold_start_s,
+            "gpu-count": gpu_count,
+            "gpu-pool": gpu_pool,
+            "endpoint-name": endpoint_name,
+            "rate-limit-window-s": rate_limit_window_s,
+            "rate-limit-scale": rate_limit_scale,
+        }
+        args += [
+            item
+            for name, value in settings.items()
+            if value is not None
+            for item in (f"--{name}", str(value))
+        ]
         if worker_command is not None:
             args += ["--worker-command", shlex.join(worker_command)]
         if execution_timeout_s is not None:
@@ -83,6 +115,10 @@ class EmulatorProcess:
             "kill-after-s": kill_after_s,
             "timeout-jobs": timeout_jobs,
             "timeout-after-s": timeout_after_s,
+            "brownout-s": brownout_s,
+            "hang-s": hang_s,
+            "lost-answers": lost_answers,
+            "throttled-workers": throttled_workers,
         }
         args += [
             item
@@ -90,6 +126,8 @@ class EmulatorProcess:
             if value is not None
             for item in (f"--fault-{name}", str(value))
         ]
+        if running_state:
+            args.append("--fault-running-state")
         self._args = args
         pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
         self._token = secrets.token_hex(8)
@@ -102,6 +140,11 @@ class EmulatorProcess:
     def url(self) -> str:
         """The endpoint's URL, ``<api_base>/<endpoint_id>``."""
         return f"{self.api_base}/{self.endpoint_id}"
+
+    @property
+    def rest_api_base(self) -> str:
+        """The base of the emulator's REST API v2, ``<base>/rest`` (RunPod's is https://api.runpod.io)."""
+        return f"{self._root()}/rest"
 
     @property
     def pid(self) -> int | None:
@@ -150,24 +193,48 @@ class EmulatorProcess:
         """The emulator's counts: requests, injected errors, jobs by state, worker restarts and pids."""
         return dict(self._call("GET", f"{self._root()}/_emulator/stats"))
 
+    def billing(self) -> dict[str, Any]:
+        """What the endpoint's workers cost so far: ``worker_seconds``, ``usd`` and one row per worker."""
+        return dict(self.stats()["billing"])
+
     def set_faults(self, **changes: Any) -> dict[str, Any]:
         """Change faults at runtime: ``error_rate``, ``seed``, ``status_delay_s``, ``kill_worker_jobs``..."""
         return self._call("POST", f"{self._root()}/_emulator/faults", changes)
+
+    def wait_idle(self, timeout_s: float = 60.0) -> dict[str, Any]:
+        """Wait until no job is waiting or running and at most workers.min workers are left, each idle
+        past the idle timeout (billing has stopped for all others); the last stats."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            stats = self.stats()
+            limits, workers = stats["endpoint"]["workers"], stats["workers"].values()
+            busy = stats["jobs"]["IN_QUEUE"] + stats["jobs"]["IN_PROGRESS"]
+            if (
+                not busy
+                and len(workers) <= limits["min"]
+                and all(w["state"] == "idle" and w["idle_s"] >= limits["idleTimeout"] for w in workers)
+            ):
+                return stats
+            if time.monotonic() > deadline:
+                raise EmulatorError(f"the endpoint was not idle after {timeout_s:g} s: {stats['workers']}")
+            time.sleep(0.05)
 
     def worker_pids(self) -> list[int]:
         return list(self.stats()["worker_pids"])
 
     def wait_workers(self, *states: str, timeout_s: float = 60.0) -> dict[str, Any]:
-        """Wait until every worker is in one of ``states`` (default idle: polling, no job); the last stats.
+        """Wait until there are workers.min workers or more, each in one of ``states`` (default idle: polling,
+        no job); the last stats.
 
-        A worker is ``initializing`` until it first polls for a job, then ``idle`` or ``running``.
+        A worker is ``initializing`` until it first polls for a job, then ``idle`` or ``running``; it may
+        also be ``throttled`` or ``unhealthy``.
         """
         states = states or ("idle",)
         deadline = time.monotonic() + timeout_s
         while True:
             stats = self.stats()
             workers = stats["workers"]
-            if len(workers) == self.workers and all(w["state"] in states for w in workers.values()):
+            if len(workers) >= self.workers_min and all(w["state"] in states for w in workers.values()):
                 return stats
             if time.monotonic() > deadline:
                 raise EmulatorError(f"workers not all {' or '.join(states)} after {timeout_s:g} s: {workers}")

@@ -63,6 +63,7 @@ def worker_env(base_url: str, endpoint_id: str, worker_id: str, api_key: str) ->
         "RUNPOD_POD_HOSTNAME": f"{worker_id}-emulator",
         "RUNPOD_AI_API_KEY": api_key,
         "RUNPOD_ENDPOINT_ID": endpoint_id,
+        "RUNPOD_PING_INTERVAL": "1000",  # ms: pings list the jobs a worker holds, which releases stops
         "PYTHONUNBUFFERED": "1",
     }
 

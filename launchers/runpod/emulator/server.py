@@ -12,14 +12,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from launchers.runpod.emulator import protocol
+from launchers.runpod.emulator import protocol, rest
 from launchers.runpod.emulator.jobs import NO_OUTPUT, Job
 from launchers.runpod.emulator.protocol import FAILED, IN_PROGRESS, MB, TIMED_OUT
-from launchers.runpod.emulator.supervisor import Supervisor
+from launchers.runpod.emulator.supervisor import SUPERVISOR, Supervisor
 
 log = logging.getLogger("launchers.runpod.emulator")
 
-SUPERVISOR = web.AppKey("supervisor", Supervisor)
 REQUESTS = web.AppKey("requests", Counter)
 WORKER_ROUTES = frozenset({"job-take", "job-take-batch", "job-stop", "job-done", "job-stream", "ping"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -46,6 +45,7 @@ def build_app(supervisor: Supervisor) -> web.Application:
     app.router.add_post(f"{v2}/job-done/{{worker_id}}/{{job_id}}", job_done)
     app.router.add_post(f"{v2}/job-stream/{{worker_id}}/{{job_id}}", job_stream)
     app.router.add_get(f"{v2}/ping/{{worker_id}}", ping)
+    rest.add_routes(app.router)
     app.router.add_get("/_emulator/stats", stats)
     app.router.add_get("/_emulator/faults", faults)
     app.router.add_post("/_emulator/faults", faults)
@@ -54,31 +54,48 @@ def build_app(supervisor: Supervisor) -> web.Application:
 
 @web.middleware
 async def _gate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count the request, check the API key and the endpoint id, and inject API errors when asked."""
+    """Count the request, check the API key and the endpoint, and inject the unkind answers when asked.
+
+    Client API and REST requests (never the workers' webhooks) meet brownouts, RunPod's rate limits and
+    injected 429/503 errors; a 429 carries ``Retry-After`` in whole seconds, as RunPod's do.
+    """
     resource = request.match_info.route.resource
     if resource is None:
         return await handler(request)
     supervisor = request.app[SUPERVISOR]
     parts = resource.canonical.split("/")
+    is_rest = parts[1] == "rest"
     route = parts[3] if parts[1] == "v2" else resource.canonical
     request.app[REQUESTS][route] += 1
     if not _authorized(request.headers.get("Authorization", ""), supervisor.config.api_key):
         return _error(401, "Unauthorized: the Authorization header does not carry this endpoint's API key")
-    if parts[1] == "v2" and request.match_info["endpoint_id"] != supervisor.config.endpoint_id:
+    if not (is_rest or (parts[1] == "v2" and route not in WORKER_ROUTES)):
+        return await handler(request)
+    faults = supervisor.faults
+    if (brownout := faults.brownout()) is not None:
+        if brownout == "hang":
+            return await _hang_and_drop(request, faults.faults.hang_s)
+        return _error(503, "Service Unavailable (brownout injected by the emulator)")
+    if not is_rest and request.match_info["endpoint_id"] != supervisor.config.endpoint_id:
         return _error(404, f"endpoint {request.match_info['endpoint_id']!r} not found")
-    if (
-        parts[1] == "v2"
-        and route not in WORKER_ROUTES
-        and (code := supervisor.faults.api_error()) is not None
-    ):
+    if (wait_s := supervisor.limiter.retry_after(route, is_rest)) is not None:
+        faults.injected["rate_limited"] += 1
+        return _error(429, f"Too Many Requests: over RunPod's rate limit for {route}", retry_after=wait_s)
+    if (code := faults.api_error()) is not None:
         request.app[REQUESTS]["injected_errors"] += 1
-        reason = "Too Many Requests" if code == 429 else "Service Unavailable"
-        return _error(code, f"{reason} (fault injected by the emulator)")
+        if code == 429:
+            return _error(429, "Too Many Requests (fault injected by the emulator)", retry_after=1)
+        return _error(code, "Service Unavailable (fault injected by the emulator)")
     return await handler(request)
 
 
 async def run(request: web.Request) -> web.Response:
+    """Queue a job; under the ``lost_answers`` fault the job is queued but its answer never arrives."""
     job = await _submit(request, "run")
+    supervisor = request.app[SUPERVISOR]
+    if supervisor.faults.claim_lost_answer():
+        log.info("fault: job %s queued, its /run answer lost", job.id)
+        return await _hang_and_drop(request, supervisor.faults.faults.hang_s)
     return web.json_response({"id": job.id, "status": job.status})
 
 
@@ -99,7 +116,10 @@ async def status(request: web.Request) -> web.Response:
     supervisor = request.app[SUPERVISOR]
     if (delay := supervisor.faults.faults.status_delay_s) > 0:
         await asyncio.sleep(delay)
-    return web.json_response(_job(request).status_json())
+    body = _job(request).status_json()
+    if supervisor.faults.faults.running_state and body["status"] == IN_PROGRESS:
+        body["status"] = "RUNNING"  # RunPod documents RUNNING as a state of a job in progress
+    return web.json_response(body)
 
 
 async def stream(request: web.Request) -> web.Response:
@@ -131,7 +151,11 @@ async def purge_queue(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     supervisor = request.app[SUPERVISOR]
-    return web.json_response({"jobs": supervisor.store.health_jobs(), "workers": supervisor.pool.counts()})
+    workers = supervisor.pool.counts()
+    workers["ready"] = workers["idle"] + workers["running"]
+    return web.json_response(
+        {"jobs": supervisor.store.health_jobs(), "workers": dict(sorted(workers.items()))}
+    )
 
 
 async def job_take(request: web.Request) -> web.Response:
@@ -139,7 +163,8 @@ async def job_take(request: web.Request) -> web.Response:
     supervisor = request.app[SUPERVISOR]
     batch = request.path.split("/")[3] == "job-take-batch"
     size = int(request.query.get("batch_size", "1")) if batch else 1
-    jobs = await supervisor.take(request.match_info["worker_id"], max(size, 1))
+    holds_jobs = request.query.get("job_in_progress", "0") != "0"
+    jobs = await supervisor.take(request.match_info["worker_id"], max(size, 1), holds_jobs)
     if not jobs:
         return web.Response(status=204)
     if batch:
@@ -148,11 +173,11 @@ async def job_take(request: web.Request) -> web.Response:
 
 
 async def job_stop(request: web.Request) -> web.Response:
-    """The worker's stop-signal long-poll: the emulator kills workers instead, so it only ever times out."""
-    supervisor = request.app[SUPERVISOR]
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(supervisor.closed.wait(), supervisor.config.poll_hold_s)
-    return web.Response(status=204)
+    """The worker's stop-signal long-poll: ``{"jobsToStop": [ids]}`` for its cancelled or timed-out jobs."""
+    job_ids = await request.app[SUPERVISOR].stop_signals(request.match_info["worker_id"])
+    if not job_ids:
+        return web.Response(status=204)
+    return web.json_response({"jobsToStop": job_ids})
 
 
 async def job_done(request: web.Request) -> web.Response:
@@ -200,6 +225,9 @@ async def job_stream(request: web.Request) -> web.Response:
 
 
 async def ping(request: web.Request) -> web.Response:
+    """A worker's heartbeat: ``job_id`` lists the jobs it still holds (comma-separated)."""
+    held = {job_id for job_id in request.query.get("job_id", "").split(",") if job_id}
+    request.app[SUPERVISOR].pinged(request.match_info["worker_id"], held)
     if request.query.get("status") == "unhealthy":
         log.warning(
             "worker %s failed a fitness check: %s", request.match_info["worker_id"], dict(request.query)
@@ -266,8 +294,17 @@ def _authorized(header: str, api_key: str) -> bool:
     return hmac.compare_digest(token.encode(), api_key.encode())
 
 
-def _error(status_code: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status_code)
+def _error(status_code: int, message: str, retry_after: int | None = None) -> web.Response:
+    headers = None if retry_after is None else {"Retry-After": str(retry_after)}
+    return web.json_response({"error": message}, status=status_code, headers=headers)
+
+
+async def _hang_and_drop(request: web.Request, hang_s: float) -> web.Response:
+    """Hang, then drop the connection without an answer (a brownout or a lost answer)."""
+    await asyncio.sleep(hang_s)
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=503)
 
 
 def _http_error(status_code: int, message: str) -> web.HTTPException:
