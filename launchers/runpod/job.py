@@ -436,7 +436,7 @@ class RunPodJobHandle(JobHandle):
         driver a store write per trial; with the state the study will be told of a trial that ended."""
         job = {"hpo.runpod_job_id": self.job_id} if self.job_id else {}
         state = {OPTUNA_STATE_TAG: self.optuna_state} if self.optuna_state else {}
-        return {**job, **state, "hpo.retries": self.retries, "hpo.cost_usd": f"{self.cost_usd:.6f}"}
+        return {**job, **state, "hpo.retries": self.retries, "hpo.cost_usd": f"{self.cost_usd:.6g}"}
 
     def _tags(self, status: dict[str, Any]) -> dict[str, Any]:
         output = status["output"]
