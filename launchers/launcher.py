@@ -130,11 +130,6 @@ class HPOLauncher(Launcher):
         if self._flight is not None:
             self._flight.cancel_all()
 
-    def close(self) -> None:
-        """Close the sweep's backend (a remote one counts its machines' last idle time); once, at the end."""
-        if self._flight is not None:
-            self._flight.backend.close()
-
     def wait(self) -> None:
         """Wait one poll interval, or until a running job stops where the backend can tell."""
         self.open().wait()
