@@ -113,43 +113,48 @@ class HPOSweeper(OptunaSweeper):
         # the backend first: hardware it cannot offer is refused before the study exists, and local slot
         # processes import their libraries while the study and the parent run open
         launcher.open()
-        study = open_study(name, storage, sampler, directions)
-        state = StudyState.of(study)
-        shown = f"study '{name}' in {public_url(storage)}"
-        if state.asked >= n_trials and not state.stale:
-            print(
-                f"{shown} already has {state.asked} of {n_trials} trials; raise hydra.sweeper.n_trials or "
-                "set hydra.sweeper.study_name to start another"
+        try:
+            study = open_study(name, storage, sampler, directions)
+            state = StudyState.of(study)
+            shown = f"study '{name}' in {public_url(storage)}"
+            if state.asked >= n_trials and not state.stale:
+                print(
+                    f"{shown} already has {state.asked} of {n_trials} trials; raise "
+                    "hydra.sweeper.n_trials or set hydra.sweeper.study_name to start another"
+                )
+                return None
+            if state.asked:
+                study.sampler = reseeded(
+                    sampler, config.hydra.sweeper.get("sampler"), int(config.seed), state.asked
+                )
+                print(
+                    f"resuming {shown}: {state.complete} completed, {state.failed} failed, "
+                    f"{len(state.stale)} interrupted (run again), {max(n_trials - state.asked, 0)} to ask"
+                )
+            else:
+                log.info(f"new {shown}")
+            sweep = Sweep(
+                config,
+                study={"study_name": name, "storage": public_url(storage)},
+                resume_run_id=study.user_attrs.get(PARENT_RUN_ATTR),
+                storage_url=storage,
+                searched=list(space.distributions),
             )
-            return None
-        if state.asked:
-            study.sampler = reseeded(
-                sampler, config.hydra.sweeper.get("sampler"), int(config.seed), state.asked
+            if sweep.parent.resumed:
+                sweep.sync_states(study)
+            study.set_user_attr(PARENT_RUN_ATTR, sweep.parent.run_id)
+            study.set_user_attr(TRACKING_URI_ATTR, sweep.tracking_uri)
+            study.set_user_attr(OBJECTIVE_ATTR, sweep.objective)
+            verb = "reopened" if sweep.parent.resumed else "parent run"
+            log.info(
+                f"MLflow: experiment '{sweep.experiment_name}' at {sweep.tracking_uri}, "
+                f"{verb} {sweep.parent.run_id}"
             )
-            print(
-                f"resuming {shown}: {state.complete} completed, {state.failed} failed, "
-                f"{len(state.stale)} interrupted (run again), {max(n_trials - state.asked, 0)} to ask"
-            )
-        else:
-            log.info(f"new {shown}")
-        sweep = Sweep(
-            config,
-            study={"study_name": name, "storage": public_url(storage)},
-            resume_run_id=study.user_attrs.get(PARENT_RUN_ATTR),
-            storage_url=storage,
-            searched=list(space.distributions),
-        )
-        if sweep.parent.resumed:
-            sweep.sync_states(study)
-        study.set_user_attr(PARENT_RUN_ATTR, sweep.parent.run_id)
-        study.set_user_attr(TRACKING_URI_ATTR, sweep.tracking_uri)
-        study.set_user_attr(OBJECTIVE_ATTR, sweep.objective)
-        verb = "reopened" if sweep.parent.resumed else "parent run"
-        log.info(
-            f"MLflow: experiment '{sweep.experiment_name}' at {sweep.tracking_uri}, "
-            f"{verb} {sweep.parent.run_id}"
-        )
-        return self._run(sweep, study, launcher, space, state, n_trials)
+            return self._run(sweep, study, launcher, space, state, n_trials)
+        finally:
+            # whatever the backend keeps running beside the jobs (RunPod's cost meter) ends with the sweep,
+            # however it ends; after the trial loop this only repeats what reading its cost did
+            launcher.open().backend.close()
 
     def _run(
         self,

@@ -55,9 +55,13 @@ class ThreadBackend(Backend):
         self.task = task
         self.cost_usd = cost_usd
         self.submitted: list[JobSpec] = []
+        self.closed = False
         self._pool = ThreadPoolExecutor(max_workers=16)
 
     def submit(self, spec: JobSpec, slot: int) -> ThreadHandle:
         self.submitted.append(spec)
         cancelled = threading.Event()
         return ThreadHandle(spec, self._pool.submit(self.task, spec, cancelled), cancelled, self.cost_usd)
+
+    def close(self) -> None:
+        self.closed = True
