@@ -1,7 +1,8 @@
 """Per-trial reports in the trial's MLflow run: architecture, diagnostic plots and the datasets used.
 
-Artifacts: ``architecture/`` (``architecture.json``, ``architecture.txt``, ``architecture.svg``,
-``architecture.png``) always; ``plots/`` (``training_curves.png``, ``confusion_matrix.png``,
+Artifacts: ``architecture/`` (``architecture.json``, ``architecture.txt``, the diagram
+``architecture.svg`` and ``architecture.png``, the interactive view ``architecture.html`` and the 3D
+scene ``architecture.glb``) always; ``plots/`` (``training_curves.png``, ``confusion_matrix.png``,
 ``gradient_norms.png``, ``weight_distributions.png``, and ``health_components.png`` in health mode) as
 ``reports.plots`` says. A report that cannot be made is skipped with a warning: it never fails the trial.
 """
@@ -24,7 +25,9 @@ import mlflow
 import numpy as np
 
 from hpo.core.schema import HPOConfig
-from worker import architecture, plots
+from worker import plots
+from worker.architecture import diagram, glb, view
+from worker.architecture.describe import describe, summary_text
 from worker.trainer import FitResult
 
 log = logging.getLogger(__name__)
@@ -54,10 +57,12 @@ def _attempt(what: str, make: Callable[[], object]) -> None:
 
 
 def _write_architecture(model: keras.Model, cfg: HPOConfig, out_dir: Path) -> None:
-    spec = architecture.describe(model, asdict(cfg.model))
+    spec = describe(model, asdict(cfg.model))
     (out_dir / "architecture.json").write_text(json.dumps(spec, indent=2, default=str))
-    (out_dir / "architecture.txt").write_text(architecture.summary_text(model), encoding="utf-8")
-    _attempt("architecture diagram", lambda: architecture.draw(model, out_dir, spec))
+    (out_dir / "architecture.txt").write_text(summary_text(model), encoding="utf-8")
+    _attempt("architecture diagram", lambda: diagram.draw(spec, out_dir))
+    _attempt("architecture view", lambda: view.write(spec, out_dir))
+    _attempt("architecture glTF", lambda: glb.write(spec, out_dir))
 
 
 def _gradient_norms(model: keras.Model, data: Any, metrics: Mapping[str, float]) -> dict[str, float]:

@@ -42,6 +42,13 @@ def _dispatch(args: argparse.Namespace) -> None:
             print(line)
 
 
+def _architecture(args: argparse.Namespace) -> None:
+    from hpo.bench import architecture
+
+    figures = architecture.measure(args.trials, args.models, args.seed)
+    print(json.dumps(figures) if args.json else "\n".join(architecture.describe(figures)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hpo.bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -71,14 +78,23 @@ def main(argv: list[str] | None = None) -> int:
         help="runpod: emulated workers' boot seconds, one case each (default: 0; e.g. --cold-start-s 0 10)",
     )
     dispatch.add_argument("--json", action="store_true", help="print one JSON object per backend and mode")
+    arch = commands.add_parser(
+        "architecture", help="sizes and drawing times of the architecture artifacts and the sweep's gallery"
+    )
+    arch.add_argument("--trials", type=int, default=200, help="trials in the gallery (default: 200)")
+    arch.add_argument("--models", type=int, default=12, help="distinct real models measured (default: 12)")
+    arch.add_argument("--seed", type=int, default=0, help="draws the models and the trials' results")
+    arch.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.command == "dispatch" and (args.workers < 1 or args.trials < 1 or args.median_s <= 0):
         parser.error("--workers and --trials must be at least 1 and --median-s positive")
     if args.command == "dispatch" and min(args.cold_start_s) < 0:
         parser.error("--cold-start-s must be 0 or more")
+    if args.command == "architecture" and (args.trials < 1 or args.models < 1):
+        parser.error("--trials and --models must be at least 1")
 
     try:
-        _train(args) if args.command == "train" else _dispatch(args)
+        {"train": _train, "dispatch": _dispatch, "architecture": _architecture}[args.command](args)
     except HPOError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

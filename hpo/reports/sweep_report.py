@@ -1,4 +1,5 @@
-"""Sweep reports: ``trials.csv``, Optuna's plots and the parent run's progress metrics, cheap to refresh."""
+"""Sweep reports: ``trials.csv``, the architecture gallery, Optuna's plots and the parent run's progress
+metrics, cheap to refresh."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpo.core.errors import HPOError
 from hpo.core.names import ERROR_TAG, OPTUNA_STATE_TAG, TRIAL_NUMBER_TAG
+from hpo.reports import gallery
 from hpo.reports.results import override_values, trial_state
 
 if TYPE_CHECKING:
@@ -58,6 +60,8 @@ class SweepReport:
     direction: str
     trials: list[TrialRow]
     study: optuna.Study | None = None
+    # each trial's compact architecture (``hpo.reports.gallery``), by trial number
+    architectures: dict[int, dict[str, Any]] = field(default_factory=dict)
     written: list[Path] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -71,12 +75,13 @@ class SweepReport:
         objective: str | None = None,
         direction: str | None = None,
         children: ChildRuns | None = None,
+        architectures: gallery.ArchitectureReader | None = None,
     ) -> SweepReport:
         """Merge the study's trials (when there is a study) with the parent run's child runs, by trial number.
 
         Without ``objective`` or ``direction`` they come from the study, then from the parent run's
-        ``mode.*`` params. ``children`` reads the child runs (a reader kept between refreshes reads only
-        those that can have changed).
+        ``mode.*`` params. ``children`` reads the child runs and ``architectures`` their architectures (a
+        reader kept between refreshes reads only those that can have changed).
         """
         if study is not None and len(study.directions) > 1:
             raise ReportError(f"study '{study.study_name}' has several objectives; hpo reports need one")
@@ -90,7 +95,10 @@ class SweepReport:
         if study is not None:
             direction = study.direction.name.lower()
         trials = sorted(records.values(), key=lambda t: t.number)
-        return cls(objective or "objective", direction or "maximize", trials, study)
+        report = cls(objective or "objective", direction or "maximize", trials, study)
+        if client is not None:
+            report.architectures = (architectures or gallery.ArchitectureReader(client)).read(trials)
+        return report
 
     @property
     def completed(self) -> list[TrialRow]:
@@ -152,9 +160,12 @@ class SweepReport:
         return importances(self)
 
     def write(self, out_dir: Path, *, plots: bool = True) -> list[Path]:
-        """Write ``trials.csv`` and, with ``plots``, the plots into ``out_dir``; returns the files written."""
+        """Write ``trials.csv``, the architecture gallery (once a trial has logged its architecture) and,
+        with ``plots``, the plots into ``out_dir``; returns the files written."""
         out_dir.mkdir(parents=True, exist_ok=True)
         self.written = [self._write_csv(out_dir / CSV_FILE)]
+        if self.architectures:
+            self.written.append(gallery.write(self, self.architectures, out_dir))
         if plots:
             from hpo.reports.plots import draw
 
@@ -218,6 +229,7 @@ class LiveReport:
         self.objective, self.direction, self.plot_interval_s = objective, direction, plot_interval_s
         self._plotted_at: float | None = None
         self._children = ChildRuns(client)
+        self._architectures = gallery.ArchitectureReader(client)
         self._lock = threading.Lock()
 
     def refresh(self, study: optuna.Study | None = None, *, final: bool = False) -> SweepReport:
@@ -230,6 +242,7 @@ class LiveReport:
                 objective=self.objective,
                 direction=self.direction,
                 children=self._children,
+                architectures=self._architectures,
             )
             due = math.isfinite(self.plot_interval_s) and (
                 self._plotted_at is None or time.monotonic() - self._plotted_at >= self.plot_interval_s

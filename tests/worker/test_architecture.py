@@ -1,11 +1,9 @@
-"""Tests for worker.architecture: the JSON matches the Keras model layer for layer, the diagram draws
-one coloured box per layer, and a missing Graphviz only skips the diagram."""
+"""Tests for worker.architecture and its diagram: the JSON matches the Keras model layer for layer, and the
+diagram draws one numbered, coloured box per layer and an arrow per edge, with no system binary."""
 
 from __future__ import annotations
 
 import json
-import logging
-import shutil
 import xml.etree.ElementTree as ET
 from dataclasses import asdict
 from pathlib import Path
@@ -15,7 +13,8 @@ import pytest
 from PIL import Image
 
 from hpo.core.schema import CNNConf, DatasetConf, DataSource, LSTMConf, Modality
-from worker import architecture
+from worker.architecture import diagram, layout
+from worker.architecture.describe import describe, layer_kind, summary_text
 from worker.models import build_model
 
 DIGITS = DatasetConf(
@@ -34,7 +33,6 @@ MODELS = {
     "lstm": (LSTMConf(embedding_dim=8, units=4, layers=2, bidirectional=True), TEXT),
     "row-lstm": (LSTMConf(units=4), DIGITS),
 }
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 
 
 @pytest.fixture(params=sorted(MODELS))
@@ -45,7 +43,7 @@ def built(request: pytest.FixtureRequest) -> tuple[keras.Model, CNNConf | LSTMCo
 
 def test_json_matches_the_keras_model_layer_for_layer(built: tuple[keras.Model, CNNConf | LSTMConf]) -> None:
     model, conf = built
-    spec = json.loads(json.dumps(architecture.describe(model, asdict(conf))))  # JSON-serialisable
+    spec = json.loads(json.dumps(describe(model, asdict(conf))))  # JSON-serialisable
     assert spec["hyperparameters"] == asdict(conf)
     assert [entry["index"] for entry in spec["layers"]] == list(range(len(model.layers)))
     for layer, entry in zip(model.layers, spec["layers"], strict=True):
@@ -61,7 +59,7 @@ def test_json_matches_the_keras_model_layer_for_layer(built: tuple[keras.Model, 
 
 def test_cnn_layers_have_kinds_activations_and_a_chain_of_edges() -> None:
     model = build_model(*MODELS["cnn"])
-    spec = architecture.describe(model, {})
+    spec = describe(model, {})
     kinds = {entry["name"]: entry["kind"] for entry in spec["layers"]}
     assert kinds["input"] == "input" and kinds["conv_1"] == "conv" and kinds["pool_1"] == "pool"
     assert kinds["bn_1"] == "normalization" and kinds["dense"] == kinds["output"] == "dense"
@@ -73,7 +71,7 @@ def test_cnn_layers_have_kinds_activations_and_a_chain_of_edges() -> None:
 
 
 def test_lstm_mask_flow_is_an_indirect_edge_and_lstms_are_recurrent() -> None:
-    spec = architecture.describe(build_model(*MODELS["lstm"]), {})
+    spec = describe(build_model(*MODELS["lstm"]), {})
     kinds = {entry["name"]: entry["kind"] for entry in spec["layers"]}
     assert kinds["embedding"] == "embedding" and kinds["bilstm_1"] == kinds["bilstm_2"] == "recurrent"
     assert next(e for e in spec["layers"] if e["name"] == "bilstm_1")["activation"] == "tanh"
@@ -84,33 +82,46 @@ def test_lstm_mask_flow_is_an_indirect_edge_and_lstms_are_recurrent() -> None:
 
 def test_summary_text_is_keras_summary() -> None:
     model = build_model(*MODELS["cnn"])
-    text = architecture.summary_text(model)
+    text = summary_text(model)
     assert "Total params" in text and f"{model.count_params():,}" in text
     assert all(layer.name in text for layer in model.layers)
 
 
-@needs_dot
-def test_diagram_has_one_coloured_node_per_layer(
-    built: tuple[keras.Model, CNNConf | LSTMConf], tmp_path: Path
+def test_diagram_has_one_coloured_box_per_layer_and_an_arrow_per_edge(
+    built: tuple[keras.Model, CNNConf | LSTMConf], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Graphviz, no system binary
     model, _ = built
-    svg, png = architecture.draw(model, tmp_path)
+    spec = describe(model, {})
+    svg, png = diagram.draw(spec, tmp_path)
     assert (svg.name, png.name) == ("architecture.svg", "architecture.png")
     root = ET.parse(svg).getroot()
-    nodes = [g for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "node"]
-    assert len(nodes) == len(model.layers)
+    groups = list(root.iter("{http://www.w3.org/2000/svg}g"))
+    boxes = [g for g in groups if g.get("class") == "layer"]
+    assert [g.get("id") for g in boxes] == [f"layer{i}" for i in range(len(model.layers))]
+    assert sum(g.get("class") == "edge" for g in groups) == len(spec["edges"])
+    for box, layer in zip(boxes, model.layers, strict=True):
+        fill = box.find("{http://www.w3.org/2000/svg}rect").get("fill")  # type: ignore[union-attr]
+        assert fill == diagram.COLOURS[layer_kind(layer)]
     text = svg.read_text()
-    kinds = {architecture.layer_kind(layer) for layer in model.layers}
-    assert all(architecture.COLOURS[kind] in text for kind in kinds - {"other"})
     assert all(f"{i}. {layer.name}" in text for i, layer in enumerate(model.layers))
     with Image.open(png) as image:
-        assert image.format == "PNG" and image.width > 50 and image.height > 50
+        assert image.format == "PNG" and image.width > 200 and image.height > 60 * len(model.layers)
 
 
-def test_missing_graphviz_skips_the_diagram_with_a_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with caplog.at_level(logging.WARNING, logger="worker.architecture"):
-        assert architecture.draw(build_model(*MODELS["cnn"]), tmp_path) == []
-    assert "dot" in caplog.text and not list(tmp_path.iterdir())
+def test_indirect_edges_are_dashed_and_skip_connections_curve_round_the_side(tmp_path: Path) -> None:
+    inputs = keras.Input((6,), name="x")
+    hidden = keras.layers.Dense(4, name="a")(inputs)
+    side = keras.layers.Dense(4, name="b")(inputs)
+    joined = keras.layers.Add(name="sum")([keras.layers.Dense(4, name="c")(hidden), side])
+    model = keras.Model(inputs, keras.layers.Concatenate(name="cat")([joined, inputs]), name="skip")
+    spec = describe(model, {})
+    slots = {spec["layers"][s.index]["name"]: (s.rank, s.column) for s in layout.place(spec)}
+    assert slots["a"][0] == slots["b"][0] == 1 and slots["a"][1] != slots["b"][1], "branches side by side"
+    drawn = diagram.lay_out(spec)
+    curved = [points for points, _ in drawn.edges if len(points) > 2]
+    assert len(curved) == 2, "b -> sum and x -> cat jump ranks"
+    assert all(max(x for x, _ in points) > max(x for (x, _), _, _ in drawn.boxes) for points in curved)
+    lstm = describe(build_model(*MODELS["lstm"]), {})
+    svg = diagram.to_svg(diagram.lay_out(lstm))
+    assert svg.count("stroke-dasharray") == sum(not e["direct"] for e in lstm["edges"]) == 2

@@ -22,7 +22,7 @@ from worker.reports import log_trial_reports, should_plot
 from worker.scoring import score
 from worker.trainer import FitResult, fit
 
-ARCHITECTURE = {f"architecture/architecture.{ext}" for ext in ("json", "txt", "svg", "png")}
+ARCHITECTURE = {f"architecture/architecture.{ext}" for ext in ("json", "txt", "svg", "png", "html", "glb")}
 PLOTS = {
     f"plots/{name}.png"
     for name in ("training_curves", "confusion_matrix", "gradient_norms", "weight_distributions")
@@ -149,6 +149,16 @@ def test_none_logs_the_architecture_but_no_plots(store: str, trained: tuple[FitR
     client, run_id = report(store, trained, with_plots(trial_config(), "none"), 0.9, None)
     assert artifacts(client, run_id) == ARCHITECTURE
     assert client.get_run(run_id).data.tags["hpo.plots"] == "skipped"
+
+
+def test_a_machine_without_graphviz_logs_every_architecture_artifact(
+    store: str, trained: tuple[FitResult, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot`, no system binary at all
+    client, run_id = report(store, trained, with_plots(trial_config(), "none"), 0.9, None)
+    assert artifacts(client, run_id) == ARCHITECTURE
+    svg = Path(client.download_artifacts(run_id, "architecture/architecture.svg")).read_text()
+    assert all(f"{i}. {layer.name}" in svg for i, layer in enumerate(trained[0].model.layers))
 
 
 @pytest.mark.parametrize(("objective", "drawn"), [(0.95, True), (0.85, False)])

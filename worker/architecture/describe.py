@@ -1,42 +1,24 @@
-"""A trained model's architecture as data (``architecture.json``), as Keras' summary, and as a diagram.
+"""A trained model's architecture as data (``architecture.json``) and as Keras' summary.
 
-The diagram has one numbered box per layer, filled by kind (conv, pool, dense, recurrent, ...), with
-arrows for the data flow Keras records (``keras.utils.model_to_dot``): dashed where it passes through an
-operation that is not a layer, such as an embedding's padding mask. Graphviz's ``dot`` renders it.
+Each layer has a kind (conv, pool, dense, recurrent, ...) the drawings colour it by, and the edges follow
+the data flow Keras records (``keras.utils.model_to_dot``, which builds a pydot graph and never runs
+Graphviz): an edge is indirect where it passes through an operation that is not a layer, such as an
+embedding's padding mask. The drawings and exports are made from this data (``worker.architecture_*``).
 """
 
 from __future__ import annotations
 
-import html
-import logging
-import shutil
-import subprocess
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
-import pydot
 
-log = logging.getLogger(__name__)
-
-# fill colour of each kind of layer in the diagram
-COLOURS = {
-    "input": "#d9d9d9",
-    "conv": "#9ecae1",
-    "pool": "#a1d99b",
-    "dense": "#fdae6b",
-    "recurrent": "#bcbddc",
-    "embedding": "#fee391",
-    "normalization": "#fcbba1",
-    "other": "#ffffff",
-}
-DPI = 110
+from worker.architecture.diagram import COLOURS
 
 
 def layer_kind(layer: keras.layers.Layer) -> str:
-    """The kind of a layer, one of ``COLOURS``: what the diagram colours it by."""
+    """The kind of a layer, one of ``COLOURS``: what the drawings colour it by."""
     name = type(layer).__name__
     if isinstance(layer, keras.layers.InputLayer):
         return "input"
@@ -109,6 +91,7 @@ def describe(model: keras.Model, hyperparameters: Mapping[str, Any]) -> dict[str
                 "name": layer.name,
                 "type": type(layer).__name__,
                 "kind": layer_kind(layer),
+                "colour": COLOURS[layer_kind(layer)],
                 "output_shape": _output_shape(layer),
                 "params": int(layer.count_params()) if layer.built else 0,
                 "trainable_params": _size(layer.trainable_weights),
@@ -135,68 +118,3 @@ def summary_text(model: keras.Model) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda text, **_: lines.append(text))
     return "\n".join(lines)
-
-
-def _label(entry: Mapping[str, Any]) -> str:
-    shape = entry["output_shape"]
-    shape_text = "?" if shape is None else str(shape).replace("None", "?").replace("[", "(").replace("]", ")")
-    kind = entry["type"] + (
-        f" · {entry['activation']}" if entry["activation"] not in (None, "linear") else ""
-    )
-    rows = [
-        f"<b>{entry['index']}. {html.escape(entry['name'])}</b>",
-        html.escape(kind),
-        html.escape(shape_text),
-        f"{entry['params']:,} params",
-    ]
-    return "<" + "<br/>".join(rows) + ">"
-
-
-def to_dot(architecture: Mapping[str, Any]) -> pydot.Dot:
-    """The diagram of an ``architecture.json`` as a pydot graph: a numbered, coloured box per layer."""
-    graph = pydot.Dot(graph_type="digraph", rankdir="TB", dpi=str(DPI), nodesep="0.3", ranksep="0.3")
-    graph.set_node_defaults(shape="box", style="filled,rounded", fontname="Helvetica", fontsize="11")
-    kinds = list(dict.fromkeys(entry["kind"] for entry in architecture["layers"]))
-    legend = "".join(f'<td bgcolor="{COLOURS[kind]}">{kind}</td>' for kind in kinds)
-    totals = architecture["totals"]
-    graph.set(
-        "label",
-        f'<<table border="0" cellspacing="2"><tr><td colspan="{len(kinds)}">'
-        f"<b>{html.escape(architecture['name'])}</b>: {totals['layers']} layers, "
-        f"{totals['params']:,} params</td></tr><tr>{legend}</tr></table>>",
-    )
-    graph.set("fontname", "Helvetica")
-    ids = {entry["name"]: f"layer{entry['index']}" for entry in architecture["layers"]}
-    for entry in architecture["layers"]:
-        graph.add_node(pydot.Node(ids[entry["name"]], label=_label(entry), fillcolor=COLOURS[entry["kind"]]))
-    for edge in architecture["edges"]:
-        line = pydot.Edge(ids[edge["from"]], ids[edge["to"]])
-        if not edge["direct"]:
-            line.set("style", "dashed")
-            line.set("color", "gray50")
-        graph.add_edge(line)
-    return graph
-
-
-def draw(model: keras.Model, out_dir: Path, architecture: Mapping[str, Any] | None = None) -> list[Path]:
-    """Render the diagram to ``architecture.svg`` and ``architecture.png`` in ``out_dir``; return them.
-
-    Returns no files (with a warning) when Graphviz's ``dot`` is not on PATH.
-
-    Raises:
-        subprocess.CalledProcessError: ``dot`` failed on the graph.
-    """
-    dot = shutil.which("dot")
-    if dot is None:
-        log.warning("architecture diagram skipped: Graphviz's `dot` is not on PATH (apt install graphviz)")
-        return []
-    source = to_dot(architecture or describe(model, {})).to_string()
-    svg, png = out_dir / "architecture.svg", out_dir / "architecture.png"
-    subprocess.run(
-        [dot, "-Tsvg", "-o", str(svg), "-Tpng", "-o", str(png)],
-        input=source.encode(),
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return [svg, png]
