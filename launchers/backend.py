@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from hydra.core.utils import JobReturn
 
+from hpo.core.errors import HPOError
 from launchers.hydra_job import JobSpec
 
 
@@ -72,3 +73,11 @@ class Backend(Protocol):
     def close(self) -> None:
         """Stop whatever the backend keeps running beside the jobs, once the sweep has ended."""
         return None
+
+
+def settled(outcome: JobReturn | HPOError | None) -> JobReturn:
+    """A stopped job's return, as ``JobHandle.result`` gives it: the error it ended with is raised."""
+    assert outcome is not None, "result() is asked only once done() is true"
+    if isinstance(outcome, HPOError):
+        raise outcome
+    return outcome

@@ -18,6 +18,7 @@ from omegaconf.basecontainer import BaseContainer
 
 from hpo.core.errors import ConfigError
 from hpo.core.schema import LauncherConf, launcher_settings
+from hpo.core.store import resolve_tracking_uri
 from hpo.core.trial_record import TrialRunRecords
 from launchers.backend import Backend
 from launchers.compose import JobComposer
@@ -159,27 +160,47 @@ class HPOLauncher(Launcher):
                     f"{exc}\n*** launcher.runpod.fallback=local: running this sweep on THIS machine ***"
                 )
                 return self._local_backend(jobs_dir, fallback=True)
+        if self.settings.backend == "slurm":
+            return self._slurm_backend(sweep_dir / ".slurm")
         return self._local_backend(jobs_dir)
 
-    def _local_backend(self, jobs_dir: Path, fallback: bool = False) -> Backend:
-        """The local backend; as a fallback for a remote one, it trains on the CPU if this machine lacks
-        the GPUs the hardware profile asks for."""
+    def _runner(self) -> JobRunner:
+        """What every job runs: the task with Hydra's singletons and OmegaConf's resolvers of this driver."""
         assert self.hydra_context is not None and self.task_function is not None
-        from launchers.local import LocalBackend, gpu_pool
-
-        runner = JobRunner(
+        return JobRunner(
             hydra_context=self.hydra_context,
             task_function=self.task_function,
             singleton_state=Singleton.get_state(),
             resolvers=dict(BaseContainer._resolvers),
         )
+
+    def _local_backend(self, jobs_dir: Path, fallback: bool = False) -> Backend:
+        """The local backend; as a fallback for a remote one, it trains on the CPU if this machine lacks
+        the GPUs the hardware profile asks for."""
+        from launchers.local import LocalBackend, gpu_pool
+
         workers, gpus = self.settings.workers, self.settings.gpus_per_worker
         if fallback and gpus and len(gpu_pool()) < gpus * workers:
             log.warning(
                 f"this machine lacks {gpus * workers} GPUs for {workers} workers: training on the CPU"
             )
             gpus = 0
-        return LocalBackend(runner, jobs_dir, self.settings.timeout_min, workers, gpus)
+        return LocalBackend(self._runner(), jobs_dir, self.settings.timeout_min, workers, gpus)
+
+    def _slurm_backend(self, jobs_dir: Path) -> Backend:
+        """The slurm backend, after checking that no SQLite store the jobs write sits on a network FS."""
+        from launchers.slurm.backend import SlurmBackend
+
+        assert self.config is not None
+        stores: dict[str, str] = {}
+        if "mlflow" in self.config:
+            start_dir = str(self.config.hydra.runtime.cwd)
+            uri = resolve_tracking_uri(str(self.config.mlflow.tracking_uri), start_dir)
+            stores["mlflow.tracking_uri"] = uri
+        storage = self.config.hydra.sweeper.get("storage")
+        if isinstance(storage, str):
+            stores["hydra.sweeper.storage"] = storage
+        return SlurmBackend(self._runner(), jobs_dir, self.settings, stores)
 
     def _runpod_backend(self) -> Backend:
         from hpo.core.payload import JOBS_HELD_PER_WORKER

@@ -28,7 +28,7 @@ from pathlib import Path
 from hydra.core.utils import JobReturn
 
 from hpo.core.errors import BackendError
-from launchers.backend import Backend, JobHandle
+from launchers.backend import Backend, JobHandle, settled
 from launchers.hydra_job import JobResult, JobRunner, JobSpec
 from launchers.local_slot import JobRequest
 
@@ -168,10 +168,7 @@ class LocalJobHandle(JobHandle):
         return self._slot.results
 
     def result(self) -> JobReturn:
-        assert self._outcome is not None
-        if isinstance(self._outcome, BackendError):
-            raise self._outcome
-        return self._outcome
+        return settled(self._outcome)
 
     def cancel(self) -> None:
         if self._outcome is None and self._stopping is None:

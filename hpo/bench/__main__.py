@@ -28,7 +28,7 @@ def _train(args: argparse.Namespace) -> None:
 def _dispatch(args: argparse.Namespace) -> None:
     from hpo.bench import dispatch
 
-    backends = list(dispatch.BACKENDS) if args.backend == "all" else [args.backend]
+    backends = {"all": ["local", "runpod"], "slurm": ["local", "slurm"]}.get(args.backend, [args.backend])
     modes = list(dispatch.SWEEPERS) if args.mode == "both" else [args.mode]
     results = []
     runs = dispatch.run(
@@ -64,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     dispatch.add_argument("--workers", type=int, default=4, help="trials in flight (default: 4)")
     dispatch.add_argument("--trials", type=int, default=40, help="trials per sweep (default: 40)")
-    dispatch.add_argument("--backend", choices=("local", "runpod", "all"), default="all")
+    dispatch.add_argument(
+        "--backend",
+        choices=("local", "runpod", "slurm", "all"),
+        default="all",
+        help="all: local and runpod; slurm: local and slurm side by side, on the cluster sbatch reaches",
+    )
     dispatch.add_argument("--mode", choices=("async", "batch", "both"), default="both")
     dispatch.add_argument("--seed", type=int, default=0, help="study seed; it also draws the task times")
     dispatch.add_argument(

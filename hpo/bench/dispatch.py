@@ -2,8 +2,9 @@
 
 Each (backend, mode) case is a real ``-m`` sweep of hpo's ``conf/`` tree in its own driver process
 (``hpo.bench.workload_driver``): ``hydra/sweeper=hpo`` (async) or ``hydra/sweeper=optuna`` (batch), on
-the local backend or on the runpod backend against a local RunPod emulator, every trial running the
-calibrated waiting workload of ``hpo.bench.workload``. The figures:
+the local backend, on the runpod backend against a local RunPod emulator, or on the slurm backend (one
+SLURM job per trial, on the cluster ``sbatch`` reaches), every trial running the calibrated waiting
+workload of ``hpo.bench.workload``. The figures:
 
 - ``wall_s``: the wall time of the sweep's trials, from the first task's start to the last one's end;
   ``efficiency``: time spent in tasks (as they recorded it) / (workers x ``wall_s``), the share of worker
@@ -20,7 +21,9 @@ calibrated waiting workload of ``hpo.bench.workload``. The figures:
 - ``driver_rss_mb``: the driver process's peak resident set size;
 - ``handoff_ms``: how long a worker waits, on average, between the end of one task and the start of its
   next (tasks of one worker process, as the events record them): what dispatching costs the workers,
-  apart from the wait for the last task at the end of the sweep, which no sweeper can avoid.
+  apart from the wait for the last task at the end of the sweep, which no sweeper can avoid. Where every
+  task has a process of its own (slurm: a job per trial), a worker is one of ``workers`` slots, each task
+  taking the slot freed first: the wait then includes the scheduler's hand-off and the job's start.
 
 Every process runs with Python's bytecode cache on (in a directory of its own when the environment turns
 it off, as ``PYTHONDONTWRITEBYTECODE`` does), warmed before the first sweep, as in a usual install:
@@ -48,7 +51,6 @@ from hpo.bench.workload import EVENTS_ENV, MEDIAN_ENV
 from hpo.core.errors import BackendError
 
 SWEEPERS = {"async": "hpo", "batch": "optuna"}
-BACKENDS = ("local", "runpod")
 BENCH_API_KEY = "hpo-bench-dispatch-key"
 # the emulated endpoint's idle timeout: RunPod's default, which hpo's deploy keeps
 IDLE_TIMEOUT_S = 5
@@ -60,7 +62,8 @@ WARM_IMPORTS = (
     "hpo.core.payload, launchers.launcher, "
     "launchers.local, launchers.local_slot, launchers.dispatch, hydra_plugins.hydra_optuna_sweeper._impl, "
     "optuna.storages, sqlalchemy, alembic, mlflow, mlflow.tracking, "
-    "runpod, launchers.runpod.backend, launchers.runpod.emulator.server, aiohttp"
+    "runpod, launchers.runpod.backend, launchers.runpod.emulator.server, aiohttp, "
+    "submitit, launchers.slurm.backend, launchers.slurm.trial_job"
 )
 
 
@@ -159,6 +162,9 @@ def _endpoint(
     if case.backend == "local":
         yield []
         return
+    if case.backend == "slurm":
+        yield ["hardware=slurm_cpu", "launcher.slurm.state_poll_s=1"]
+        return
     from launchers.runpod.emulator import EmulatorProcess
 
     command = [sys.executable, "-m", "hpo.bench.workload_worker"]
@@ -246,6 +252,7 @@ def figures(case: Case, probe: dict[str, Any], events: list[dict[str, Any]]) -> 
         first, last = min(e["start"] for e in events), max(e["end"] for e in events)
         steady_cpu = _cpu_at(probe["samples"], last) - _cpu_at(probe["samples"], first)
     wall_s = last - first
+    handoff = _handoff_ms(events)
     return {
         "backend": case.backend,
         "mode": case.mode,
@@ -267,7 +274,7 @@ def figures(case: Case, probe: dict[str, Any], events: list[dict[str, Any]]) -> 
         "overhead_ms": round(1000 * steady_cpu / max(completed, 1), 2),
         "driver_cpu_s": round(probe["cpu_s"], 3),
         "driver_rss_mb": round(probe["peak_rss_mb"], 1),
-        "handoff_ms": _handoff_ms(events),
+        "handoff_ms": _slot_handoff_ms(events, case.workers) if handoff is None else handoff,
         "driver_imported_tensorflow": probe["tensorflow_imported"],
     }
 
@@ -291,6 +298,18 @@ def _handoff_ms(events: list[dict[str, Any]]) -> float | None:
         for tasks in by_worker.values()
         for a, b in itertools.pairwise(sorted(tasks, key=lambda e: e["start"]))
     ]
+    return round(1000 * sum(waits) / len(waits), 1) if waits else None
+
+
+def _slot_handoff_ms(events: list[dict[str, Any]], workers: int) -> float | None:
+    """The mean wait between a slot's task and its next, where each task takes the slot freed first (tasks
+    with a process each: the wait includes starting that process)."""
+    ordered = sorted(events, key=lambda e: e["start"])
+    free_at = sorted(e["end"] for e in ordered[:workers])
+    waits = []
+    for event in ordered[workers:]:
+        waits.append(event["start"] - heapq.heappop(free_at))
+        heapq.heappush(free_at, event["end"])
     return round(1000 * sum(waits) / len(waits), 1) if waits else None
 
 

@@ -24,8 +24,8 @@ from hpo.core.errors import ConfigError
 PAYLOAD_KEYS = ("seed", "dataset", "model", "mode", "hardware", "trainer", "launcher", "mlflow", "reports")
 
 
-# where trials can run: local subprocesses, or RunPod serverless workers
-BACKENDS = ("local", "runpod")
+# where trials can run: local subprocesses, RunPod serverless workers, or SLURM jobs
+BACKENDS = ("local", "runpod", "slurm")
 
 
 class Modality(StrEnum):
@@ -177,7 +177,8 @@ class ModeConf:
 class HardwareConf:
     # name of the hardware profile
     name: str = "cpu"
-    # launcher backend that runs the trials: local (subprocesses on this machine) or runpod (serverless GPUs)
+    # launcher backend that runs the trials: local (subprocesses on this machine), runpod (serverless GPUs) or
+    # slurm (one SLURM job per trial)
     backend: str = "local"
     # GPUs given to each concurrent trial; 0 trains on the CPU
     gpus_per_worker: int = 0
@@ -293,14 +294,45 @@ class RunPodConf:
 
 
 @dataclass
+class SlurmConf:
+    """What a SLURM cluster asks of each trial's job (``sbatch`` options, named as hydra-submitit-launcher
+    names them); the time limit is ``launcher.timeout_min`` and the GPUs come from the hardware profile."""
+
+    # partition the jobs are submitted to; null: the cluster's default partition
+    partition: str | None = None
+    # account the jobs are charged to; null: the user's default account
+    account: str | None = None
+    # quality of service of the jobs; null: the account's default
+    qos: str | None = None
+    # memory per job, GB; null: the partition's default
+    mem_gb: float | None = None
+    # CPUs per job; null: SLURM's default (one)
+    cpus_per_task: int | None = None
+    # node features the jobs need (sbatch --constraint, e.g. a100); null: any node
+    constraint: str | None = None
+    # further #SBATCH options, name to value (e.g. {exclude: node01, mail_type: FAIL}); true: a bare flag
+    additional_parameters: dict[str, Any] = field(default_factory=dict)
+    # shell lines the job script runs before the trial (module load ..., source venv/bin/activate)
+    setup: list[str] = field(default_factory=list)
+    # seconds between two sacct reads of the jobs' states (a finished job's result is seen at once)
+    state_poll_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        _require(self.mem_gb is None or self.mem_gb > 0, "launcher.slurm.mem_gb", "positive", self.mem_gb)
+        cpus = self.cpus_per_task
+        _require(cpus is None or cpus >= 1, "launcher.slurm.cpus_per_task", "at least 1", cpus)
+        _require(self.state_poll_s > 0, "launcher.slurm.state_poll_s", "positive", self.state_poll_s)
+
+
+@dataclass
 class LauncherConf:
     """The hpo launcher's settings: the app's ``launcher`` node, and ``hydra.launcher`` (which hpo's own app
     links to it field by field, see ``register_configs``)."""
 
     # trials run at once
     workers: int = 2
-    # backend that runs the trials (local: processes on this machine; runpod: serverless GPUs); hpo's app
-    # takes it from the hardware profile
+    # backend that runs the trials (local: processes on this machine; runpod: serverless GPUs; slurm: SLURM
+    # jobs); hpo's app takes it from the hardware profile
     backend: str = "local"
     # a trial running longer than this is stopped and counted as failed
     timeout_min: int = 60
@@ -316,6 +348,7 @@ class LauncherConf:
     # seconds between two checks of the running jobs, where the backend cannot wake the sweeper itself
     poll_interval_s: float = 0.1
     runpod: RunPodConf = field(default_factory=RunPodConf)
+    slurm: SlurmConf = field(default_factory=SlurmConf)
 
     def __post_init__(self) -> None:
         _require(self.workers >= 1, "launcher.workers", "at least 1", self.workers)

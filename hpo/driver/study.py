@@ -30,9 +30,10 @@ LEGACY_STORAGE_FILE = "optuna.db"
 PARENT_RUN_ATTR = "hpo.parent_run_id"
 TRACKING_URI_ATTR = "hpo.tracking_uri"
 OBJECTIVE_ATTR = "hpo.objective"
-# trial user attributes (besides hpo.core.names.ERROR_TAG): what it cost, and the RunPod job running it
+# trial user attributes (besides hpo.core.names.ERROR_TAG): what it cost, and the backend's id of the job
+# running it (a RunPod job, a SLURM trial's job folder), which a resumed sweep re-attaches to
 COST_ATTR = "hpo.cost_usd"
-JOB_ID_ATTR = "hpo.runpod_job_id"
+JOB_ID_ATTR = "hpo.job_id"
 
 
 class StudyWrittenElsewhere(HPOError):

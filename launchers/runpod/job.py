@@ -26,7 +26,7 @@ from hpo.core.errors import BackendError, DatasetError, DeviceError, EndpointErr
 from hpo.core.names import OPTUNA_STATE_TAG
 from hpo.core.payload import JOBS_HELD_PER_WORKER, WORKER_WAIT_KEY
 from hpo.core.trial_record import TrialRunRecord
-from launchers.backend import JobHandle
+from launchers.backend import JobHandle, settled
 from launchers.hydra_job import JobSpec
 from launchers.runpod.client import AnswerLost, EndpointClient, TransientError, UnknownJobError
 from launchers.runpod.cost import CostMeter
@@ -206,10 +206,7 @@ class RunPodJobHandle(JobHandle):
         return self._outcome is not None
 
     def result(self) -> JobReturn:
-        assert self._outcome is not None
-        if isinstance(self._outcome, HPOError):
-            raise self._outcome
-        return self._outcome
+        return settled(self._outcome)
 
     def cancel(self) -> None:
         """Cancel the job on the endpoint (so nothing keeps billing) and close its run as KILLED."""

@@ -126,3 +126,17 @@ def test_handoff_is_the_mean_wait_between_tasks_of_one_worker() -> None:
     result = figures(Case("runpod", "async", 2, 5, 0, 2.0), probe, events)
     assert result["handoff_ms"] == pytest.approx((100 + 300 + 200) / 3, abs=0.1)
     assert figures(Case("local", "async", 2, 1, 0, 2.0), probe, events[:1])["handoff_ms"] is None
+
+
+def test_handoff_with_a_process_per_task_is_the_wait_for_the_slot_freed_first() -> None:
+    probe = _idle_probe(10.0)
+    # slurm: every task in a process of its own, so no worker process runs two
+    events = [
+        {"number": 0, "start": 1.0, "end": 3.0, "pid": 1},
+        {"number": 1, "start": 1.0, "end": 2.0, "pid": 2},
+        {"number": 2, "start": 2.5, "end": 5.0, "pid": 3},
+        {"number": 3, "start": 3.7, "end": 6.0, "pid": 4},
+    ]
+    result = figures(Case("slurm", "async", 2, 4, 0, 2.0), probe, events)
+    # task 2 takes the slot freed at 2.0 (500 ms), task 3 the one freed at 3.0 (700 ms)
+    assert result["handoff_ms"] == pytest.approx((500 + 700) / 2, abs=0.1)
