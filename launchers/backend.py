@@ -18,7 +18,8 @@ from launchers.hydra_job import JobSpec
 class JobHandle(Protocol):
     """A submitted job, and what its backend can tell of it while it runs."""
 
-    # the trial's last reported epoch: a dict with epoch, epochs and val_accuracy (None: none reported)
+    # the trial's last finished epoch, as it reported it (``hpo.core.trial_channel.Progress``): epoch
+    # (1-based), epochs, objective (the monitored validation accuracy) and more (None: none reported yet)
     progress: dict[str, Any] | None = None
     # the backend's id for the job, once it has one (a job that outlives the driver is followed by it)
     job_id: str | None = None
@@ -40,6 +41,12 @@ class JobHandle(Protocol):
     def cancel(self) -> None:
         """Stop the job if it still runs."""
         ...
+
+    def prune(self) -> None:
+        """Stop the job's trial at its next batch because the study pruned it, keeping its worker; the job
+        then comes back as usual (a failed return carrying the stop, or a completed one if it ended
+        first). A backend that cannot stop a trial gently cancels the job."""
+        self.cancel()
 
 
 class Backend(Protocol):

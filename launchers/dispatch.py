@@ -92,6 +92,8 @@ class InFlight:
             ret = failed_return(job.spec, exc)
         if ret.status == JobStatus.COMPLETED:
             log.info(f"#{job.num} done in {job.elapsed_s:.1f}s: {ret._return_value}")
+        elif job.handle.optuna_state == "PRUNED":
+            log.info(f"#{job.num} stopped after {job.elapsed_s:.1f}s: {ret._return_value}")
         else:
             log.warning(f"#{job.num} failed after {job.elapsed_s:.1f}s: {ret._return_value}")
         return ret

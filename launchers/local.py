@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as connection_wait
 from pathlib import Path
+from typing import Any
 
 from hydra.core.utils import JobReturn
 
@@ -45,21 +46,24 @@ class SlotProcess:
         self.gpus = gpus
         jobs_read, jobs_write = os.pipe()
         results_read, results_write = os.pipe()
+        prunes_read, prunes_write = os.pipe()
+        fds = (jobs_read, results_write, prunes_read)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "launchers.local_slot", str(jobs_read), str(results_write)],
+                [sys.executable, "-m", "launchers.local_slot", *(str(fd) for fd in fds)],
                 env={**os.environ, "CUDA_VISIBLE_DEVICES": self.visible_devices},
-                pass_fds=(jobs_read, results_write),
+                pass_fds=fds,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        os.close(jobs_read)
-        os.close(results_write)
+        for fd in fds:
+            os.close(fd)
         self.jobs = Connection(jobs_write, readable=False)
         self.results = Connection(results_read, writable=False)
+        self.prunes = Connection(prunes_write, readable=False)
         self.busy = False
 
     @property
@@ -82,6 +86,7 @@ class SlotProcess:
             self.kill(signal.SIGKILL)
             self.process.wait()
         self.results.close()
+        self.prunes.close()
 
 
 # slot number -> its process, shared by every LocalBackend of this driver
@@ -124,8 +129,8 @@ def _describe_exit(code: int) -> str:
 
 
 class LocalJobHandle(JobHandle):
-    """A job running in a slot's process; once it has come back, ``run_id`` and ``optuna_state`` are those of
-    the trial run it closed."""
+    """A job running in a slot's process; ``progress`` is its trial's last reported epoch, and once it has
+    come back, ``run_id`` and ``optuna_state`` are those of the trial run it closed."""
 
     def __init__(self, slot: SlotProcess, spec: JobSpec, timeout_s: float, log_path: Path) -> None:
         self._slot = slot
@@ -135,6 +140,7 @@ class LocalJobHandle(JobHandle):
         self._log_path = log_path
         self._outcome: JobReturn | BackendError | None = None
         self._stopping: tuple[str, float] | None = None
+        self.progress: dict[str, Any] | None = None
 
     def done(self) -> bool:
         if self._outcome is not None:
@@ -174,18 +180,30 @@ class LocalJobHandle(JobHandle):
         if self._outcome is None and self._stopping is None:
             self._stop("cancelled")
 
+    def prune(self) -> None:
+        """Stop the job's trial at its next batch as pruned; the slot's process stays for the next job."""
+        if self._outcome is None and self._stopping is None:
+            with contextlib.suppress(OSError):
+                self._slot.prunes.send_bytes(pickle.dumps(self._spec.num))
+
     def _stop(self, reason: str) -> None:
         self._stopping = (reason, time.monotonic())
         self._slot.kill(signal.SIGTERM)
 
     def _receive(self) -> bool:
-        """Take the job's return if the slot has sent it; never blocks for more than reading it."""
-        try:
-            if not self._slot.results.poll(0):
+        """Take the progress the slot has sent, and the job's return if it has; never blocks for more than
+        reading them."""
+        while True:
+            try:
+                if not self._slot.results.poll(0):
+                    return False
+                message = pickle.loads(self._slot.results.recv_bytes())
+            except (EOFError, OSError):
                 return False
-            result = pickle.loads(self._slot.results.recv_bytes())
-        except (EOFError, OSError):
-            return False
+            if not isinstance(message, dict):
+                break
+            self.progress = message
+        result = message
         assert isinstance(result, JobResult) and isinstance(result.ret, JobReturn)
         self._slot.busy = False
         self._outcome = result.ret

@@ -14,6 +14,7 @@ import socket
 import tempfile
 from typing import Any
 
+from hpo.core import trial_channel
 from hpo.core.errors import DatasetError, DeviceError, HPOError
 from hpo.core.payload import parse_payload
 from worker.stopping import StopRequest, TrialStopped
@@ -49,7 +50,7 @@ def handle(job: dict[str, Any], stop: StopRequest) -> dict[str, Any]:
         log.error(f"refused payload: {exc}")
         return error_output("payload", str(exc))
     from hpo.core.run_bundle import bundle_size, pack_run
-    from worker.progress import ProgressReporter
+    from worker.progress import RunPodProgress
     from worker.trial import TrialRequest, run_trial
 
     with tempfile.TemporaryDirectory(prefix="hpo-trial-") as tmp:
@@ -63,11 +64,15 @@ def handle(job: dict[str, Any], stop: StopRequest) -> dict[str, Any]:
             overrides=payload.overrides,
             run_id=payload.mlflow.run_id,
             best_so_far=payload.best_so_far,
-            tags={"hpo.worker_id": worker_id(), "hpo.backend": "runpod"},
-            callbacks=[ProgressReporter(job)],
+            tags={
+                "hpo.worker_id": worker_id(),
+                "hpo.backend": "runpod",
+                **({"hpo.code_sha256": payload.code.sha256} if payload.code else {}),
+            },
             require_gpus=True,
             stop=stop,
         )
+        trial_channel.set_sink(RunPodProgress(job))
         try:
             result = run_trial(request)
         except TrialStopped as stopped:

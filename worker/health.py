@@ -124,7 +124,7 @@ def _dead_units(model: keras.Model, x_probe: np.ndarray, out: dict[str, float]) 
     layers = [layer for layer in model.layers if _is_relu(layer)]
     total = dead = 0
     if layers:
-        probe = keras.Model(model.input, [layer.output for layer in layers])
+        probe = keras.Model(model.inputs[0], [layer.output for layer in layers])
         outputs = probe(x_probe, training=False)
         for layer, act in zip(layers, outputs if isinstance(outputs, list) else [outputs], strict=True):
             peak = keras.ops.convert_to_numpy(act).reshape(-1, act.shape[-1]).max(axis=0)

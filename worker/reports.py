@@ -16,7 +16,6 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from hpo.core.schema import HPOConfig
 from worker import plots
 from worker.architecture import diagram, glb, view
 from worker.architecture.describe import describe, summary_text
+from worker.models import model_settings
 from worker.trainer import FitResult
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def _attempt(what: str, make: Callable[[], object]) -> None:
 
 
 def _write_architecture(model: keras.Model, cfg: HPOConfig, out_dir: Path) -> None:
-    spec = describe(model, asdict(cfg.model))
+    spec = describe(model, model_settings(cfg.model))
     (out_dir / "architecture.json").write_text(json.dumps(spec, indent=2, default=str))
     (out_dir / "architecture.txt").write_text(summary_text(model), encoding="utf-8")
     _attempt("architecture diagram", lambda: diagram.draw(spec, out_dir))
@@ -145,12 +145,21 @@ def _source_url(name: str) -> str:
     return KERAS_SOURCES[name].files[0].origin
 
 
+def _dataset_source(cfg: HPOConfig) -> Any:
+    """Where the trial's data came from: a built-in dataset's URL, or the loader named and its arguments."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+    if cfg.dataset.loader is not None:
+        return CodeDatasetSource({str(k): str(v) for k, v in cfg.dataset.loader.items()})
+    return HTTPDatasetSource(_source_url(cfg.dataset.name))
+
+
 def log_datasets(data: Any, cfg: HPOConfig) -> None:
     """Record the trial's training, validation (and, when scored, test) splits as MLflow dataset inputs."""
-    from mlflow.data.http_dataset_source import HTTPDatasetSource
     from mlflow.data.numpy_dataset import from_numpy
 
-    source = HTTPDatasetSource(_source_url(cfg.dataset.name))
+    source = _dataset_source(cfg)
     splits = [("training", data.x_train, data.y_train), ("validation", data.x_val, data.y_val)]
     if cfg.trainer.evaluate_test and len(data.x_test):
         splits.append(("testing", data.x_test, data.y_test))

@@ -12,15 +12,16 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from hpo.core.closed_runs import note_closed_run
-from hpo.core.names import OPTUNA_STATE_TAG, error_tag
+from hpo.core.names import OPTUNA_STATE_TAG, PRUNED_EPOCH_TAG, PRUNED_TAG, error_tag
 from hpo.core.store import trial_experiment_id
 from worker.stopping import TrialStopped
 
 # seconds between two system-metric samples: trials are short, MLflow's default is 10
 SYSTEM_METRICS_INTERVAL_S = 1.0
 # the Optuna state of a trial whose run ends so: the state its sweep tells the study (a stopped trial's
-# state is decided later, when it runs again)
+# state is decided later, when it runs again; a pruned one's run ends FINISHED, its state PRUNED)
 OPTUNA_STATES = {"FINISHED": "COMPLETE", "FAILED": "FAIL"}
+PRUNED_STATE = "PRUNED"
 
 
 class EpochLogger(keras.callbacks.Callback):
@@ -47,7 +48,8 @@ def trial_run(
     With ``system_metrics``, MLflow samples CPU, memory, disk, network (and GPU) use into ``system/...``.
 
     A trial that raises ends FAILED with the error in the ``hpo.error`` tag; one interrupted or stopped
-    (``TrialStopped``) ends KILLED.
+    (``TrialStopped``) ends KILLED, unless it was pruned: a pruned trial's run ends FINISHED (what it
+    logged is a sound partial result, not a failure), with the Optuna state PRUNED.
     A run that ends FINISHED or FAILED carries its trial's Optuna state with its end, so the sweep need
     not find and tag it once it has told the study (``hpo.core.closed_runs`` says which run).
     """
@@ -71,7 +73,13 @@ def trial_run(
     try:
         mlflow.log_params(dict(params))
         yield run.info.run_id
-    except (KeyboardInterrupt, SystemExit, TrialStopped):
+    except TrialStopped as stopped:
+        if stopped.pruned:
+            _end_run(run.info.run_id, "FINISHED", state=PRUNED_STATE)
+        else:
+            _end_run(run.info.run_id, "KILLED")
+        raise
+    except (KeyboardInterrupt, SystemExit):
         _end_run(run.info.run_id, "KILLED")
         raise
     except BaseException as exc:
@@ -81,9 +89,12 @@ def trial_run(
         _end_run(run.info.run_id, "FINISHED")
 
 
-def _end_run(run_id: str, status: str, tags: Mapping[str, str] | None = None) -> None:
-    """End the active run with ``status``, its tags and the Optuna state that status decides."""
-    state = OPTUNA_STATES.get(status)
+def _end_run(
+    run_id: str, status: str, tags: Mapping[str, str] | None = None, state: str | None = None
+) -> None:
+    """End the active run with ``status``, its tags and the Optuna state ``state`` (by default, the one
+    that status decides)."""
+    state = state or OPTUNA_STATES.get(status)
     ending = {**(tags or {}), **({OPTUNA_STATE_TAG: state} if state else {})}
     if ending:
         mlflow.set_tags(ending)
@@ -92,8 +103,10 @@ def _end_run(run_id: str, status: str, tags: Mapping[str, str] | None = None) ->
 
 
 def record_stop(stopped: TrialStopped) -> None:
-    """Tag the run with why its trial stopped, and how many batches and seconds the stop took."""
-    mlflow.set_tag("hpo.stopped", stopped.why)
+    """Tag the run with why its trial stopped (pruned: after which epoch), and how many batches and
+    seconds the stop took."""
+    pruned = {PRUNED_TAG: "true", PRUNED_EPOCH_TAG: str(stopped.epochs)} if stopped.pruned else {}
+    mlflow.set_tags({"hpo.stopped": stopped.why, **pruned})
     mlflow.log_metrics(
         {"batches_after_stop": stopped.batches_after_stop, "stop_latency_s": round(stopped.latency_s, 3)}
     )

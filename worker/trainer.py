@@ -62,13 +62,15 @@ class StopOnRequest(keras.callbacks.Callback):
 
     Raising, rather than setting ``model.stop_training``, skips the validation pass and the epoch end Keras
     would still run for the partial epoch, so a stopped trial logs only whole epochs and leaves within
-    one batch. A train batch that began after the request counts in ``batches_after_stop``.
+    one batch. A train batch that began after the request counts in ``batches_after_stop``; the whole
+    epochs trained before the stop in ``epochs``.
     """
 
     def __init__(self, stop: StopRequest) -> None:
         super().__init__()
         self.stop = stop
         self.began = 0.0
+        self.epochs = 0
 
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.began = time.monotonic()
@@ -76,10 +78,13 @@ class StopOnRequest(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.stop.is_set():
             requested = self.stop.requested_at
-            raise self.stop.stopped(int(requested is not None and self.began >= requested))
+            raise self.stop.stopped(int(requested is not None and self.began >= requested), self.epochs)
 
     def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        self.stop.check()
+        self.stop.check(self.epochs)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epochs = epoch + 1
 
 
 def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None) -> tf.data.Dataset:

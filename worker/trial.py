@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpo.core import interrupts
+from hpo.core import interrupts, trial_channel
 from hpo.core.errors import HPOError, TrialError
 from hpo.core.schema import validate
 from hpo.core.trial_identity import trial_params, trial_seed, trial_tags
@@ -41,7 +41,8 @@ class TrialRequest:
     # fail with a DeviceError, before training, when the worker sees fewer GPUs than its hardware
     # profile promises (a RunPod worker); otherwise train on what there is and warn
     require_gpus: bool = False
-    # set from another thread to stop the trial within a batch (a RunPod job cancelled or timed out)
+    # set from another thread to stop the trial within a batch (a RunPod job cancelled or timed out, or a
+    # prune through ``hpo.core.trial_channel``)
     stop: StopRequest = field(default_factory=StopRequest)
 
 
@@ -68,7 +69,8 @@ def run_trial(request: TrialRequest) -> TrialResult:
         HPOError: a ``ConfigError``, ``DatasetError`` or ``ModelConfigError`` explaining a bad trial,
             or a ``TrialError`` wrapping any other failure; the MLflow run is marked FAILED either way.
             A ``DeviceError`` (``request.require_gpus`` and too few GPUs) comes before the run opens.
-        TrialStopped: ``request.stop`` was set; the run ends KILLED with what it logged, unscored.
+        TrialStopped: ``request.stop`` was set; the run ends KILLED with what it logged, unscored (pruned:
+            FINISHED and tagged pruned, a prune that came once training had ended is ignored).
     """
     started = time.perf_counter()
     cfg = validate(request.config)
@@ -80,6 +82,7 @@ def run_trial(request: TrialRequest) -> TrialResult:
     from worker.datasets import load_dataset
     from worker.distribution import prepare_devices
     from worker.models import build_model
+    from worker.progress import EpochProgress
     from worker.reports import log_trial_reports
     from worker.scoring import evaluate_test, score
     from worker.trainer import StopOnRequest, fit
@@ -89,31 +92,40 @@ def run_trial(request: TrialRequest) -> TrialResult:
     strategy, devices = prepare_devices(
         cfg.hardware.gpus_per_worker, cfg.trainer.mixed_precision, request.require_gpus
     )
-    with run_logging.trial_run(
-        cfg.mlflow.tracking_uri,
-        cfg.mlflow.experiment_name,
-        request.parent_run_id,
-        f"trial-{request.trial_number}",
-        trial_params(request.config, cfg),
-        {**trial_tags(cfg, request.trial_number, request.overrides), **request.tags},
-        run_id=request.run_id,
-        system_metrics=cfg.mlflow.system_metrics,
-    ) as run_id:
+    with (
+        run_logging.trial_run(
+            cfg.mlflow.tracking_uri,
+            cfg.mlflow.experiment_name,
+            request.parent_run_id,
+            f"trial-{request.trial_number}",
+            trial_params(request.config, cfg),
+            {**trial_tags(cfg, request.trial_number, request.overrides), **request.tags},
+            run_id=request.run_id,
+            system_metrics=cfg.mlflow.system_metrics,
+        ) as run_id,
+        trial_channel.trial(request.stop.prune),
+    ):
         try:
             run_logging.record_devices(devices)
             data = load_dataset(cfg.dataset, split_seed=cfg.seed)
             request.stop.check()
             result = fit(
-                lambda: build_model(cfg.model, cfg.dataset),
+                lambda: build_model(cfg.model, data.input_shape, data.num_classes),
                 data,
                 cfg.trainer,
                 seed=seed,
                 monitor="val_accuracy",
                 maximize=True,
                 strategy=strategy,
-                callbacks=[StopOnRequest(request.stop), run_logging.EpochLogger(), *request.callbacks],
+                callbacks=[
+                    StopOnRequest(request.stop),
+                    run_logging.EpochLogger(),
+                    EpochProgress("val_accuracy"),
+                    *request.callbacks,
+                ],
             )
-            request.stop.check()
+            if not request.stop.pruned:
+                request.stop.check()
             metrics = score(cfg.mode, result, data) if math.isfinite(result.best_value) else {}
             metrics.update(evaluate_test(result, data, cfg.trainer))
         except TrialStopped as stopped:

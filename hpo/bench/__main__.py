@@ -49,6 +49,15 @@ def _architecture(args: argparse.Namespace) -> None:
     print(json.dumps(figures) if args.json else "\n".join(architecture.describe(figures)))
 
 
+def _e2e(args: argparse.Namespace) -> None:
+    from hpo.bench import e2e
+
+    pruners = args.pruner or [None]
+    cases = [e2e.Case(args.trials, args.epochs, args.workers, s, p) for s in args.seeds for p in pruners]
+    for result in e2e.run(cases, kerastuner=args.kerastuner):
+        print(json.dumps(result) if args.json else "\n".join(e2e.describe(result)), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hpo.bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -90,7 +99,29 @@ def main(argv: list[str] | None = None) -> int:
     arch.add_argument("--models", type=int, default=12, help="distinct real models measured (default: 12)")
     arch.add_argument("--seed", type=int, default=0, help="draws the models and the trials' results")
     arch.add_argument("--json", action="store_true", help="print one JSON object")
+    e2e = commands.add_parser(
+        "e2e", help="the whole sweep command against KerasTuner on the same model, space, data and epochs"
+    )
+    e2e.add_argument("--trials", type=int, default=8, help="trials per search (default: 8)")
+    e2e.add_argument("--epochs", type=int, default=5, help="epochs per trial (default: 5)")
+    e2e.add_argument("--workers", type=int, default=2, help="hpo's trials in flight (default: 2)")
+    e2e.add_argument(
+        "--pruner",
+        nargs="+",
+        help="hpo's hydra/sweeper/pruner options, one hpo sweep each per seed, e.g. none hyperband "
+        "(default: the sweep's)",
+    )
+    e2e.add_argument(
+        "--kerastuner",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run KerasTuner on each shape and seed too (default: yes)",
+    )
+    e2e.add_argument("--seeds", type=int, nargs="+", default=[0], help="one comparison per seed (default: 0)")
+    e2e.add_argument("--json", action="store_true", help="print one JSON object per seed")
     args = parser.parse_args(argv)
+    if args.command == "e2e" and min(args.trials, args.epochs, args.workers) < 1:
+        parser.error("--trials, --epochs and --workers must be at least 1")
     if args.command == "dispatch" and (args.workers < 1 or args.trials < 1 or args.median_s <= 0):
         parser.error("--workers and --trials must be at least 1 and --median-s positive")
     if args.command == "dispatch" and min(args.cold_start_s) < 0:
@@ -99,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--trials and --models must be at least 1")
 
     try:
-        {"train": _train, "dispatch": _dispatch, "architecture": _architecture}[args.command](args)
+        commands_run = {"train": _train, "dispatch": _dispatch, "architecture": _architecture, "e2e": _e2e}
+        commands_run[args.command](args)
     except HPOError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

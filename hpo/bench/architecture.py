@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from hpo.bench import chromium
-from hpo.core.schema import CNNConf, DatasetConf, DataSource, Modality
+from hpo.core.schema import CNNConf
 from hpo.reports import gallery
 from hpo.reports.sweep_report import SweepReport, TrialRow
 
-DIGITS = DatasetConf(
-    name="digits", modality=Modality.image, source=DataSource.sklearn, input_shape=[8, 8, 1], num_classes=10
-)
+# one example of digits, and its classes
+DIGITS_SHAPE, DIGITS_CLASSES = (8, 8, 1), 10
 ARTIFACTS = ("json", "svg", "png", "html", "glb")
 
 
@@ -41,7 +40,8 @@ def _models(count: int, seed: int) -> list[tuple[CNNConf, dict[str, Any]]]:
             batch_norm=rng.random() < 0.5,
             dense_units=rng.choice([0, 32, 64]),
         )
-        out.append((conf, json.loads(json.dumps(describe(build_model(conf, DIGITS), asdict(conf))))))
+        model = build_model(conf, DIGITS_SHAPE, DIGITS_CLASSES)
+        out.append((conf, json.loads(json.dumps(describe(model, asdict(conf))))))
     return out
 
 
@@ -91,7 +91,7 @@ def measure(trials: int, models: int, seed: int) -> dict[str, Any]:
         rows, architectures = [], {}
         for number in range(trials):
             conf, spec = pool[number % len(pool)]
-            params = {f"model.{k}": v for k, v in asdict(conf).items() if k != "family"}
+            params = {f"model.{k}": v for k, v in asdict(conf).items() if k != "_target_"}
             state = "FAIL" if rng.random() < 0.05 else "COMPLETE"
             objective = None if state == "FAIL" else rng.uniform(0.6, 0.98)
             rows.append(TrialRow(number, state, objective, params))

@@ -52,7 +52,7 @@ def measure(dataset: str, batch_size: int, epochs: int, rounds: int, mixed_preci
     data = load_dataset(cfg.dataset, split_seed=cfg.seed)
     steps = len(data.x_train) // batch
     with strategy.scope():
-        model = build_model(cfg.model, cfg.dataset)
+        model = build_model(cfg.model, data.input_shape, data.num_classes)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     real = pipeline(data.x_train[: steps * batch], data.y_train[: steps * batch], batch, seed=0)
     resident = tf.data.Dataset.from_tensors(

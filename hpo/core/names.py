@@ -17,6 +17,9 @@ OPTUNA_STATE_TAG = "hpo.optuna_state"
 ERROR_TAG = "hpo.error"
 # the Optuna trial number a child run belongs to
 TRIAL_NUMBER_TAG = "hpo.trial_number"
+# set on a pruned trial's run ("true"), with the last epoch it finished (1-based)
+PRUNED_TAG = "hpo.pruned"
+PRUNED_EPOCH_TAG = "hpo.pruned_epoch"
 
 
 def error_tag(message: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, Container, DictConfig, OmegaConf
@@ -16,8 +17,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hpo.core.errors import ConfigError
 from hpo.core.schema import PAYLOAD_KEYS, validate
+from hpo.core.user_code import CodeBundle, install
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 # RunPod refuses a /run request body over 10 MB (10**6 bytes each); a payload is a few KB, so this
 # only guards against bugs: https://docs.runpod.io/serverless/endpoints/operation-reference
 MAX_PAYLOAD_BYTES = 10_000_000
@@ -50,6 +52,25 @@ class MLflowTarget:
 
 
 @dataclass
+class UserCode:
+    # the top-level packages in the zip, imported from it rather than from any earlier copy
+    packages: list[str] = field(default_factory=list)
+    # sha256 of the zip's bytes, which the worker checks before it unpacks them
+    sha256: str = MISSING
+    # the zip of the packages' source folders, base64
+    zip_b64: str = MISSING
+
+    @classmethod
+    def of(cls, bundle: CodeBundle | None) -> UserCode | None:
+        """The payload section of ``bundle`` (None: the trial names no code of the user's)."""
+        return None if bundle is None else cls(list(bundle.packages), bundle.sha256, bundle.zip_b64)
+
+    def bundle(self) -> CodeBundle:
+        """The section as the bundle ``hpo.core.user_code.install`` unpacks."""
+        return CodeBundle(tuple(self.packages), self.sha256, self.zip_b64)
+
+
+@dataclass
 class TrialPayload:
     # version of this protocol; a worker refuses any other
     protocol: int = MISSING
@@ -63,6 +84,8 @@ class TrialPayload:
     # best objective of the study when the trial was asked (drives reports.plots=best)
     best_so_far: float | None = None
     mlflow: MLflowTarget = field(default_factory=MLflowTarget)
+    # the user's packages the config's _target_s name, which the worker image lacks; null: none
+    code: UserCode | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The payload as the JSON object sent to the endpoint."""
@@ -73,11 +96,15 @@ class TrialPayload:
         return {str(k): v for k, v in out.items()}
 
 
-def parse_payload(data: Any) -> TrialPayload:
+def parse_payload(data: Any, code_cache: Path | None = None) -> TrialPayload:
     """Check a received payload field by field and return it typed.
+
+    The user's code it carries is unpacked (under ``code_cache``, by default the system's temporary
+    directory) and put first on ``sys.path`` before the config is checked, whose ``_target_``s name it.
 
     Raises:
         PayloadError: naming what is wrong (unknown or missing key, wrong type, protocol version).
+        UserCodeError: the user's code is not what the driver sent.
     """
     if not isinstance(data, dict):
         raise PayloadError(f"trial payload must be a JSON object, got {type(data).__name__}")
@@ -108,6 +135,8 @@ def parse_payload(data: Any) -> TrialPayload:
                 if part
             )
         )
+    if payload.code is not None:
+        install(payload.code.bundle(), code_cache)
     try:
         validate(config)
     except ConfigError as exc:

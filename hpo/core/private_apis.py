@@ -96,6 +96,16 @@ def parse_search_space(impl: SweeperImpl, arguments: Sequence[str]) -> ParsedSpa
     )
 
 
+def search_distributions(expressions: Sequence[str]) -> dict[str, BaseDistribution]:
+    """What Optuna samples for ``key=expression`` search-space entries, in its current classes, as
+    hydra-optuna-sweeper parses them (plain ``key=value`` entries are left out)."""
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+    with _legacy_classes_quiet():
+        parsed, fixed = create_params_from_overrides(list(expressions))
+    return {name: current(d) for name, d in parsed.items() if name not in fixed}
+
+
 def trial_overrides(
     impl: SweeperImpl, trial: optuna.Trial, distributions: dict[str, BaseDistribution]
 ) -> list[str]:

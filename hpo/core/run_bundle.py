@@ -52,6 +52,22 @@ def pack_run(tracking_uri: str, run_id: str) -> dict[str, Any]:
     }
 
 
+def curves_bundle(curves: Mapping[str, list[list[float]]]) -> dict[str, Any]:
+    """A bundle holding only metric curves (metric -> ``[step, timestamp ms, value]`` points): what a
+    driver knows of a remote run it stopped, from the worker's progress updates."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz"):
+        pass
+    return {
+        "params": {},
+        "tags": {},
+        "metrics": dict(curves),
+        "datasets": [],
+        "models": [],
+        "artifacts": base64.b64encode(buffer.getvalue()).decode("ascii"),
+    }
+
+
 def replay_run(
     bundle: dict[str, Any],
     client: MlflowClient,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -44,39 +45,81 @@ def _require(condition: bool, key: str, rule: str, value: Any) -> None:
         raise ConfigError(f"{key} must be {rule}, got {value!r}")
 
 
+def require_importable(key: str, target: Any) -> None:
+    """Check that ``target`` is a dotted ``module.attr`` path whose module can be found, without importing
+    the module itself (only its parent packages), so the driver catches a typo before any trial.
+
+    Raises:
+        ConfigError: not a dotted path, or no module of that name on ``sys.path``.
+    """
+    parts = target.split(".") if isinstance(target, str) else []
+    _require(
+        len(parts) >= 2 and all(part.isidentifier() for part in parts),
+        key,
+        "a dotted path module.attr to a callable",
+        target,
+    )
+    module = target.rsplit(".", 1)[0]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing, or is a module rather than a package
+        found = False
+    except Exception as exc:  # a parent package's __init__ failed
+        raise ConfigError(
+            f"{key}={target}: importing {module!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not found:
+        raise ConfigError(
+            f"{key}={target}: no module named {module!r} "
+            f"(is the folder holding {parts[0]!r} the directory you run from?)"
+        )
+
+
 @dataclass
 class DatasetConf:
-    # name of the dataset, as its loader knows it (digits, mnist, cifar10, imdb, ...)
+    # name of the dataset: a built-in one (digits, mnist, cifar10, imdb, ...), or any name for a loader's data
     name: str = MISSING
-    # image or text: picks the default model family
-    modality: Modality = MISSING
-    # where the data comes from: scikit-learn's bundled data, Keras' loaders, or hpo's own downloader
-    source: DataSource = MISSING
-    # shape of one example: [height, width, channels] for images, [sequence_length] for text
-    input_shape: list[int] = MISSING
-    # number of target classes
-    num_classes: int = MISSING
-    # text only: keep the vocab_size most frequent words, the rest become out-of-vocabulary
+    # your own data: `_target_` (an importable callable, see worker.user_data) and its keyword arguments;
+    # null: the built-in dataset called `name`
+    loader: dict[str, Any] | None = None
+    # built-in datasets: image or text (left out with a loader: the data's shape tells)
+    modality: Modality | None = None
+    # built-in datasets: scikit-learn's bundled data, Keras' loaders, or hpo's own downloader
+    source: DataSource | None = None
+    # shape of one example: [height, width, channels] for images, [sequence_length] for text; with a
+    # loader optional (the data's shape, checked against this when set)
+    input_shape: list[int] | None = None
+    # number of target classes; with a loader optional (the labels' highest id + 1, checked when set)
+    num_classes: int | None = None
+    # text: keep the vocab_size most frequent words, the rest become out-of-vocabulary
     vocab_size: int | None = None
-    # fraction of the training data held out (stratified, seeded) for validation
+    # fraction of the training data held out (stratified, seeded) for validation, where the loader gives none
     validation_split: float = 0.2
     # train and validate on this stratified fraction of the training data, for quick sweeps
     fraction: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.loader is None:
+            self._check_built_in()
+        else:
+            require_importable("dataset.loader._target_", self.loader.get("_target_"))
+            for key in ("modality", "source"):
+                value = getattr(self, key)
+                _require(value is None, f"dataset.{key}", "left out with dataset.loader", str(value))
         _require(0.0 < self.fraction <= 1.0, "dataset.fraction", "in (0, 1]", self.fraction)
-        _require(self.num_classes >= 2, "dataset.num_classes", "at least 2", self.num_classes)
+        classes = self.num_classes
+        _require(classes is None or classes >= 2, "dataset.num_classes", "at least 2", classes)
         _require(
             0.0 < self.validation_split < 1.0, "dataset.validation_split", "in (0, 1)", self.validation_split
         )
-        expected_rank = 3 if self.modality == Modality.image else 1
+        shape = self.input_shape
         _require(
-            len(self.input_shape) == expected_rank and all(d > 0 for d in self.input_shape),
+            shape is None or (len(shape) > 0 and all(d > 0 for d in shape)),
             "dataset.input_shape",
-            f"{expected_rank} positive sizes for {self.modality.value} data",
-            list(self.input_shape),
+            "positive sizes",
+            shape,
         )
-        if self.modality == Modality.text:
+        if self.modality == Modality.text or self.vocab_size is not None:
             _require(
                 self.vocab_size is not None and self.vocab_size > 2,
                 "dataset.vocab_size",
@@ -84,11 +127,24 @@ class DatasetConf:
                 self.vocab_size,
             )
 
+    def _check_built_in(self) -> None:
+        """A built-in dataset's config says all it is: its modality, source, shape and classes."""
+        for key in ("modality", "source", "input_shape", "num_classes"):
+            _require(getattr(self, key) is not None, f"dataset.{key}", "set (or name a dataset.loader)", None)
+        assert self.modality is not None and self.input_shape is not None
+        expected_rank = 3 if self.modality == Modality.image else 1
+        _require(
+            len(self.input_shape) == expected_rank,
+            "dataset.input_shape",
+            f"{expected_rank} positive sizes for {self.modality.value} data",
+            list(self.input_shape),
+        )
+
 
 @dataclass
 class CNNConf:
-    # model family: the builder that turns these hyperparameters into a network
-    family: str = "cnn"
+    # the builder that turns these hyperparameters into a network
+    _target_: str = "worker.models.cnn"
     # number of conv blocks (conv, optional batch norm, activation, 2x2 max-pool)
     conv_layers: int = 2
     # filters of the first conv block; each later block doubles them
@@ -114,8 +170,8 @@ class CNNConf:
 
 @dataclass
 class LSTMConf:
-    # model family: the builder that turns these hyperparameters into a network
-    family: str = "lstm"
+    # the builder that turns these hyperparameters into a network
+    _target_: str = "worker.models.lstm"
     # size of the learned word embedding
     embedding_dim: int = 64
     # units of each recurrent layer
@@ -126,11 +182,35 @@ class LSTMConf:
     bidirectional: bool = False
     # dropout rate on the recurrent layers' inputs and before the classifier head
     dropout: float = 0.2
+    # text: the token vocabulary's size (model/lstm.yaml takes dataset.vocab_size); null: the examples are
+    # feature sequences or images, not token ids
+    vocab_size: int | None = None
 
     def __post_init__(self) -> None:
         _require(self.embedding_dim >= 1, "model.embedding_dim", "at least 1", self.embedding_dim)
         _require(self.units >= 1, "model.units", "at least 1", self.units)
         _require(self.layers >= 1, "model.layers", "at least 1", self.layers)
+        _require(0.0 <= self.dropout < 1.0, "model.dropout", "in [0, 1)", self.dropout)
+
+
+@dataclass
+class MLPConf:
+    # the builder that turns these hyperparameters into a network
+    _target_: str = "worker.models.mlp"
+    # number of hidden dense layers; 0 leaves a linear softmax classifier
+    layers: int = 2
+    # units of each hidden dense layer
+    units: int = 64
+    # activation of the hidden layers (any Keras activation name)
+    activation: str = "relu"
+    # batch normalisation after each hidden layer's dense transform
+    batch_norm: bool = False
+    # dropout rate after each hidden layer
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        _require(self.layers >= 0, "model.layers", "0 or more", self.layers)
+        _require(self.units >= 1, "model.units", "at least 1", self.units)
         _require(0.0 <= self.dropout < 1.0, "model.dropout", "in [0, 1)", self.dropout)
 
 
@@ -413,7 +493,8 @@ class HPOConfig:
     # study seed; each trial's seed derives from it and the trial number
     seed: int = 0
     dataset: DatasetConf = MISSING
-    # CNNConf or LSTMConf, chosen by the model group
+    # a built-in family's schema (CNNConf, LSTMConf, MLPConf, chosen by its _target_), or a user builder's
+    # own keys as a dict
     model: Any = MISSING
     mode: ModeConf = field(default_factory=ModeConf)
     hardware: HardwareConf = field(default_factory=HardwareConf)
@@ -480,10 +561,9 @@ def _typed_section(key: str, text: str) -> Any:
         if key == "seed":
             return _integer(key, value)
         if key == "model":
-            family = value.get("family") if isinstance(value, dict) else None
-            if family not in MODEL_SCHEMAS:
-                raise ConfigError(f"model.family must be one of {sorted(MODEL_SCHEMAS)}, got {family!r}")
-            schema = MODEL_SCHEMAS[family]
+            schema = _model_schema(value)
+            if schema is None:
+                return value
         else:
             schema = _SECTION_SCHEMAS[key]
         return OmegaConf.to_object(OmegaConf.merge(_schema(schema), value))
@@ -499,7 +579,24 @@ def _integer(key: str, value: Any) -> int:
         raise ConfigError(f"{key} must be an integer, got {value!r}") from None
 
 
-MODEL_SCHEMAS: dict[str, type] = {"cnn": CNNConf, "lstm": LSTMConf}
+def _model_schema(value: Any) -> type | None:
+    """The schema of a built-in family, known by its builder; None for a user's builder, whose keys are its
+    own keyword arguments (the model's module is found, not imported: the driver never imports it)."""
+    target = value.get("_target_") if isinstance(value, dict) else None
+    require_importable("model._target_", target)
+    if target in MODEL_SCHEMAS:
+        return MODEL_SCHEMAS[target]
+    if passed := sorted(BUILDER_KEYWORDS & value.keys()):
+        raise ConfigError(
+            f"model.{passed[0]}: hpo passes it to the builder from the data; remove it from model"
+        )
+    return None
+
+
+# the keyword arguments hpo gives every model builder, besides the model config's keys
+BUILDER_KEYWORDS = frozenset({"input_shape", "num_classes"})
+# the built-in families' schemas, by builder
+MODEL_SCHEMAS: dict[str, type] = {schema._target_: schema for schema in (CNNConf, LSTMConf, MLPConf)}
 _SECTION_SCHEMAS: dict[str, type] = {
     "dataset": DatasetConf,
     "mode": ModeConf,
@@ -527,8 +624,8 @@ def register_configs() -> None:
     cs.store(
         name="hpo_launcher_link", node={"hydra": {"launcher": _interpolations(LauncherConf, "launcher")}}
     )
-    for family, node in MODEL_SCHEMAS.items():
-        cs.store(name=f"{family}_schema", node=node)
+    for target, node in MODEL_SCHEMAS.items():
+        cs.store(name=f"{target.rsplit('.', 1)[1]}_schema", node=node)
 
 
 def _interpolations(node: type, prefix: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """What a running sweep shows: a live panel on a terminal, progress log lines otherwise, and an event log.
 
 The panel is drawn with rich; while it is up, log lines (``#n start: ...``, ``#n done in ...``) scroll
-above it. ``events.jsonl`` in the sweep directory records when each trial was submitted and finished.
+above it. ``events.jsonl`` in the sweep directory records when each trial was submitted, pruned and
+finished, and when the sweep's study opened.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ class TrialView:
 
     number: int
     elapsed_s: float
-    # epoch, epochs and val_accuracy, from backends whose handles report progress
+    # epoch, epochs and objective (or val_accuracy), from backends whose handles report progress
     progress: dict[str, Any] | None = None
     retries: int | None = None
+    # the pruner gave up on it: it stops at its next batch
+    pruning: bool = False
 
 
 @dataclass
@@ -43,6 +46,8 @@ class Snapshot:
     elapsed_s: float
     eta_s: float | None
     running: list[TrialView] = field(default_factory=list)
+    # finished trials the pruner stopped early
+    pruned: int = 0
 
 
 def duration(seconds: float) -> str:
@@ -57,10 +62,11 @@ def summary(snap: Snapshot, objective: str) -> str:
     """One line: counts, best value, elapsed time and ETA."""
     best = f"best {objective}={snap.best:.4f}" if snap.best is not None else "no result yet"
     eta = f", ETA ~{duration(snap.eta_s)}" if snap.eta_s is not None else ""
+    pruned = f"{snap.pruned} pruned, " if snap.pruned else ""
     return (
-        f"{snap.completed + snap.failed} of {snap.n_trials} trials done ({snap.completed} completed, "
-        f"{snap.failed} failed), {len(snap.running)} running, {snap.queued} queued; {best}; "
-        f"elapsed {duration(snap.elapsed_s)}{eta}"
+        f"{snap.completed + snap.pruned + snap.failed} of {snap.n_trials} trials done ({snap.completed} "
+        f"completed, {pruned}{snap.failed} failed), {len(snap.running)} running, {snap.queued} queued; "
+        f"{best}; elapsed {duration(snap.elapsed_s)}{eta}"
     )
 
 
@@ -69,10 +75,14 @@ def _trial_line(trial: TrialView, objective: str) -> str:
     progress = trial.progress or {}
     if progress.get("epoch") is not None:
         parts.append(f"epoch {progress['epoch']}/{progress.get('epochs', '?')}")
-    if progress.get("val_accuracy") is not None:
-        parts.append(f"val_accuracy {float(progress['val_accuracy']):.4f}")
+    shown = [(objective, progress.get("objective")), ("val_accuracy", progress.get("val_accuracy"))]
+    label, value = next(((k, v) for k, v in shown if v is not None), ("", None))
+    if value is not None:
+        parts.append(f"{label} {float(value):.4f}")
     if trial.retries:
         parts.append(f"retried {trial.retries}x")
+    if trial.pruning:
+        parts.append("pruned, stopping")
     return "  ".join(parts)
 
 
@@ -140,6 +150,12 @@ class EventLog:
         self.path = sweep_dir / EVENTS_FILE
 
     def write(self, event: str, trial: int, **fields: Any) -> None:
-        record = {"t": time.time(), "event": event, "trial": trial, **fields}
+        self._append({"t": time.time(), "event": event, "trial": trial, **fields})
+
+    def mark(self, event: str) -> None:
+        """Record a moment of the whole sweep, with no trial (``study``: its study is open)."""
+        self._append({"t": time.time(), "event": event})
+
+    def _append(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")

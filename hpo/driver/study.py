@@ -2,8 +2,8 @@
 
 A study lives in a storage (by default the journal file ``optuna.journal`` beside the MLflow store, see
 ``hpo.driver.study_storage``) under a name derived from the command, so running the same command again
-continues the same study: ``n_trials`` is the study's total, completed and failed trials are never run
-again, and trials an earlier driver left RUNNING (it was interrupted or killed) are run again as the same
+continues the same study: ``n_trials`` is the study's total, completed, pruned and failed trials are never
+run again, and trials an earlier driver left RUNNING (it was interrupted or killed) are run again as the same
 Optuna trials.
 """
 
@@ -66,6 +66,8 @@ class StudyState:
     """A study's trials as a new driver finds them."""
 
     complete: int = 0
+    # stopped early by the study's pruner: finished, neither completed nor failed
+    pruned: int = 0
     failed: int = 0
     # trials an earlier driver left RUNNING: run again as the same trials
     stale: list[FrozenTrial] = field(default_factory=list)
@@ -83,6 +85,8 @@ class StudyState:
             state.asked += 1
             if trial.state == TrialState.COMPLETE:
                 state.complete += 1
+            elif trial.state == TrialState.PRUNED:
+                state.pruned += 1
             elif trial.state == TrialState.RUNNING:
                 state.stale.append(trial)
             else:
@@ -90,8 +94,11 @@ class StudyState:
         return state
 
 
-def open_study(name: str, storage: str, sampler: Any, directions: list[str]) -> optuna.Study:
-    """Create the study, or load it when it exists, in the journal file or database URL ``storage``."""
+def open_study(
+    name: str, storage: str, sampler: Any, directions: list[str], pruner: Any = None
+) -> optuna.Study:
+    """Create the study, or load it when it exists, in the journal file or database URL ``storage``; it
+    prunes with ``pruner`` (None: never), whatever an earlier sweep of it used."""
     import optuna
     from optuna.study import StudyDirection
 
@@ -123,7 +130,9 @@ def open_study(name: str, storage: str, sampler: Any, directions: list[str]) -> 
             f"study '{name}' in {public_url(storage)} cannot be resumed: {exc} "
             "(set hydra.sweeper.study_name to start another)"
         ) from None
-    return SweepStudy(name, opened, sampler)
+    study = SweepStudy(name, opened, sampler)
+    study.pruner = pruner or optuna.pruners.NopPruner()
+    return study
 
 
 def reopen(study: optuna.Study, number: int) -> optuna.Trial:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -112,13 +114,15 @@ class Sweep:
         end that run with ``status``."""
         trials = self.parent.end_orphans("KILLED" if status == "KILLED" else "FAILED")
         results = SweepResults(self.objective, self.direction, trials, self.searched)
-        if status == "KILLED":
-            self._reports.finish(None)
-            log.info(f"reports of the interrupted sweep: python -m hpo.reports {self.sweep_dir}")
-        else:
-            self._reports.finish(self.storage_url)
+        final = status != "KILLED"
+        if final:
+            # the final reports are drawn in their own process while this one registers the best model
+            self._reports.start_final()
         if self.register_best and results.best is not None and status == "FINISHED":
             self._register(results.best.run_id)
+        self._reports.finish(final=final)
+        if not final:
+            log.info(f"reports of the interrupted sweep: python -m hpo.reports {self.sweep_dir}")
         mlflow_info = {
             "tracking_uri": self.tracking_uri,
             "experiment_name": self.experiment_name,
@@ -180,7 +184,8 @@ class Sweep:
 class ReportRefresher:
     """Keeps the parent run's ``trials.csv`` and progress metrics current in a background thread, at most
     every LIVE_INTERVAL_S (longer when a refresh costs more than LIVE_COST_FACTOR allows), so reporting never
-    holds up the next trial; the plots are drawn at the end."""
+    holds up the next trial. The plots are drawn at the end, by a ``python -m hpo.reports`` process started
+    with the sweep so that it has its libraries loaded and its store open when told to draw them."""
 
     def __init__(self, sweep: Sweep) -> None:
         from hpo.reports.sweep_report import REPORTS_DIR, LiveReport
@@ -199,6 +204,25 @@ class ReportRefresher:
         self._tracking_uri = sweep.tracking_uri
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-reports")
         self._pending: Future[None] | None = None
+        # the final reports' process: none without a study storage to read them from
+        self._errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (the reporter's life long; see finish)
+        self._final = None if sweep.storage_url is None else self._start_reporter(sweep.storage_url)
+
+    def _start_reporter(self, storage_url: str) -> subprocess.Popen[str]:
+        """``python -m hpo.reports --when-told``, started now so that its libraries are loaded by the end
+        of the sweep (a process of its own: the plotting libraries never weigh on the driver's memory)."""
+        command = [sys.executable, "-m", "hpo.reports", storage_url, "--study", self._study_name]
+        command += ["--tracking-uri", self._tracking_uri, "--parent-run-id", self._live.parent_run_id]
+        command += ["--out", str(self._live.out_dir), "--when-told"]
+        self._command = command
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=self._errors,
+            text=True,
+            start_new_session=True,
+        )
 
     def refresh(self, study: optuna.Study) -> None:
         idle = self._pending is None or self._pending.done()
@@ -206,19 +230,33 @@ class ReportRefresher:
             self._last = time.monotonic()
             self._pending = self._pool.submit(self._run, study)
 
-    def finish(self, storage_url: str | None) -> None:
-        """Wait for a live refresh under way, then draw the final reports in a child process (``python -m
-        hpo.reports``): the plotting libraries then never weigh on the driver's memory."""
-        self._pool.shutdown(wait=True)
-        if storage_url is None:
+    def start_final(self) -> None:
+        """Tell the reporter to draw the final reports, once a live refresh under way has published."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._final is not None and self._final.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._final.stdin.write("final\n")
+                self._final.stdin.flush()
+
+    def finish(self, *, final: bool) -> None:
+        """Wait for the final reports (``final``, after ``start_final``), or end the reporter unused."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._final is None:
             return
-        command = [sys.executable, "-m", "hpo.reports", storage_url, "--study", self._study_name]
-        command += ["--tracking-uri", self._tracking_uri, "--parent-run-id", self._live.parent_run_id]
-        command += ["--out", str(self._live.out_dir)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=FINAL_REPORT_TIMEOUT_S)
-        if done.returncode:
-            reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            log.warning(f"final sweep reports not drawn ({reason}); run: {' '.join(command[1:])}")
+        if not final:
+            self._final.terminate()  # it reports nothing: no need to wait for its libraries to load
+        try:
+            self._final.communicate(timeout=FINAL_REPORT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._final.kill()
+            self._final.communicate()
+        self._errors.seek(0)
+        errors = self._errors.read()
+        self._errors.close()
+        if final and self._final.returncode:
+            reason = (errors.strip().splitlines() or ["no output"])[-1]
+            command = " ".join(arg for arg in self._command[1:] if arg != "--when-told")
+            log.warning(f"final sweep reports not drawn ({reason}); run: {command}")
 
     def _run(self, study: optuna.Study) -> None:
         started = time.thread_time()

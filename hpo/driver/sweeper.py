@@ -9,7 +9,8 @@ the study in a storage, so re-running the same command resumes it (see ``hpo.dri
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -17,7 +18,7 @@ from hydra.errors import HydraException
 from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf, SamplerConfig
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-from omegaconf import DictConfig
+from omegaconf import MISSING, DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from hpo.core import private_apis
@@ -25,6 +26,7 @@ from hpo.core.errors import ConfigError, HPOError
 from hpo.core.failures import one_line
 from hpo.core.schema import validate
 from hpo.core.store import check_store, resolve_tracking_uri
+from hpo.driver import pruners
 from hpo.driver.sweep_run import Sweep
 
 if TYPE_CHECKING:
@@ -40,6 +42,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class HPOSweeperConf(OptunaSweeperConf):
     _target_: str = "hydra_plugins.hpo_launchers.hpo_sweeper.HPOSweeper"
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
+    # Optuna's pruner, which stops trials whose epochs fall behind: hydra/sweeper/pruner=median|percentile|
+    # successive_halving|hyperband|none (hpo.driver.pruners)
+    pruner: Any = MISSING
 
 
 @dataclass
@@ -67,6 +73,8 @@ class HPOSweeper(OptunaSweeper):
     """
 
     def __init__(self, **settings: Any) -> None:
+        # the plugin knows no pruner: the study gets it (None: hydra/sweeper/pruner=none)
+        self.pruner = pruners.build(settings.pop("pruner", None))
         # the plugin only asserts these, and a sweep of no trials would report that it is done
         n_trials, rate = settings.get("n_trials"), settings.get("max_failure_rate")
         if n_trials is not None and n_trials < 1:
@@ -79,9 +87,15 @@ class HPOSweeper(OptunaSweeper):
         self.hpo_config = config
         # before the launcher's own settings, which follow other sections (hardware.gpus_per_worker)
         validate(config)
+        if self.pruner is not None and config.mode.name == "health":
+            raise ConfigError(
+                "mode=health scores a trial only once it ends, so no pruner can judge its epochs: prune in "
+                "mode=simple, or set hydra/sweeper/pruner=none"
+            )
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
+        from hpo.driver.live import EventLog
         from hpo.driver.search_space import SearchSpace
         from hpo.driver.study import (
             OBJECTIVE_ATTR,
@@ -106,6 +120,11 @@ class HPOSweeper(OptunaSweeper):
         check_trials(launcher, space)
         sampler, n_trials = space.grid_sampler(int(impl.n_trials))
         directions = private_apis.directions(impl)
+        if self.pruner is not None and len(directions) > 1:
+            raise ConfigError(
+                f"a study of {len(directions)} objectives cannot prune its trials (Optuna prunes on one "
+                "objective): set hydra/sweeper/pruner=none"
+            )
         cwd = str(config.hydra.runtime.cwd)
         check_store(resolve_tracking_uri(str(config.mlflow.tracking_uri), cwd))
         storage = str(impl.storage or default_storage(str(config.mlflow.tracking_uri), cwd))
@@ -114,7 +133,8 @@ class HPOSweeper(OptunaSweeper):
         # processes import their libraries while the study and the parent run open
         launcher.open()
         try:
-            study = open_study(name, storage, sampler, directions)
+            study = open_study(name, storage, sampler, directions, self.pruner)
+            EventLog(Path(str(config.hydra.sweep.dir))).mark("study")
             state = StudyState.of(study)
             shown = f"study '{name}' in {public_url(storage)}"
             if state.asked >= n_trials and not state.stale:
@@ -128,8 +148,9 @@ class HPOSweeper(OptunaSweeper):
                     sampler, config.hydra.sweeper.get("sampler"), int(config.seed), state.asked
                 )
                 print(
-                    f"resuming {shown}: {state.complete} completed, {state.failed} failed, "
-                    f"{len(state.stale)} interrupted (run again), {max(n_trials - state.asked, 0)} to ask"
+                    f"resuming {shown}: {state.complete} completed, {state.pruned} pruned, {state.failed} "
+                    f"failed, {len(state.stale)} interrupted (run again), "
+                    f"{max(n_trials - state.asked, 0)} to ask"
                 )
             else:
                 log.info(f"new {shown}")
@@ -230,3 +251,5 @@ ConfigStore.instance().store(group="hydra/sweeper", name="hpo", node=HPOSweeperC
 ConfigStore.instance().store(
     group="hydra/sweeper/sampler", name="tpe_async", node=TPEAsyncSamplerConf, provider="hpo"
 )
+for _option, _node in pruners.OPTIONS.items():
+    ConfigStore.instance().store(group="hydra/sweeper/pruner", name=_option, node=_node, provider="hpo")

@@ -7,6 +7,10 @@ Rules:
   process added trials (a second sweep of the same study), and stops the sweep with an ``HPOError``.
 - While every slot is busy, the next trial is asked and its config composed ahead, so that a slot that
   frees starts it at once (not with a budget, where each trial is asked only once the last costs are in).
+- With a pruner (``hydra/sweeper/pruner``), each epoch a running trial reports (its handle's ``progress``)
+  is reported to the study, and a trial the pruner gives up on is stopped (``JobHandle.prune``: its worker
+  stays, for the next trial); its job's return, whatever it is, makes it PRUNED, with the last epoch's value,
+  unless it completed with a value before the stop took effect. Pruned trials are finished, never failed.
 - A job that fails, or returns NaN or inf, is a FAIL trial, never a crash of the sweep; but a dataset that
   cannot be loaded stops the sweep at once (with the first trial's error), unless the sweep searches the
   dataset: no other trial could escape it. So does a backend that cannot run jobs (``EndpointError``).
@@ -67,11 +71,13 @@ class ReadyTrial:
 
 @dataclass
 class Stopped:
-    """A collected job: its objective values, or why its trial failed."""
+    """A collected job: its objective values, or why its trial failed or that it was pruned."""
 
     job: Job
     values: list[float] | None
     error: str | None
+    # the Optuna state the study is told: COMPLETE, PRUNED or FAIL
+    state: str
     # the trial failed on its dataset, which every trial of the sweep shares unless it searches it
     dataset_failed: bool = False
     # the backend cannot run any trial of the sweep (a RunPod endpoint with no workers, say)
@@ -119,11 +125,19 @@ class TrialLoop:
         events: EventLog,
         state: StudyState,
     ) -> None:
+        from optuna.pruners import NopPruner
+
         self.study, self.launcher, self.space, self.rules = study, launcher, space, rules
         self.sweep, self.view, self.events = sweep, view, events
         self.started = time.monotonic()
         self.maximize = len(study.directions) == 1 and study.directions[0].name == "MAXIMIZE"
         self.complete, self.failed, self.asked = state.complete, state.failed, state.asked
+        self.pruned = state.pruned
+        # whether running trials report their epochs to the study, whose pruner may stop them
+        self.prunes = len(study.directions) == 1 and not isinstance(study.pruner, NopPruner)
+        # the last epoch each running trial reported, and the trials told to stop early
+        self.reported: dict[int, int] = {}
+        self.pruning: set[int] = set()
         self.stale: deque[FrozenTrial] = deque(state.stale)
         self.best = study.best_value if state.complete and len(study.directions) == 1 else None
         trials = study.get_trials(deepcopy=False)
@@ -164,6 +178,7 @@ class TrialLoop:
                 for stop in stopped:
                     self._tell(stop)
                 self._fill()
+                self._judge()
                 idle = not self.told
                 self._record()
                 if not self.trials:
@@ -215,9 +230,18 @@ class TrialLoop:
         return ReadyTrial(trial, spec, run_id, job_id)
 
     def _adopt(self, frozen: FrozenTrial, runs: list[TrialRun]) -> bool:
-        """Tell a stale trial whose job finished after its driver stopped; False when it must run again."""
+        """Tell a stale trial whose job finished, or was pruned, after its driver stopped; False when it must
+        run again."""
+        from optuna.trial import TrialState
+
         if len(self.study.directions) != 1:
             return False
+        if any(r.pruned for r in runs):
+            log.info(f"#{frozen.number} was pruned as its driver stopped")
+            self.study.tell(frozen.number, state=TrialState.PRUNED)
+            self.sweep.trial_done(frozen.number, "PRUNED")
+            self.pruned += 1
+            return True
         done = [r for r in runs if r.status == "FINISHED"]
         value = done[-1].objective if done else None
         if value is None or not math.isfinite(value):
@@ -263,21 +287,44 @@ class TrialLoop:
         """A stopped job's outcome, its slot freed and its end recorded."""
         ret = self.launcher.collect(job)
         values, error = outcome(ret, len(self.study.directions))
-        if error is not None and ret.status == JobStatus.COMPLETED:
+        self.reported.pop(job.num, None)
+        pruned = values is None and job.num in self.pruning
+        self.pruning.discard(job.num)
+        if error is not None and ret.status == JobStatus.COMPLETED and not pruned:
             log.warning(f"#{job.num} {error}: counted as a failed trial")
         self.durations.append(job.elapsed_s)
-        state = "COMPLETE" if error is None else "FAIL"
+        state = "COMPLETE" if error is None else "PRUNED" if pruned else "FAIL"
         self.events.write("finish", job.num, state=state, value=values[0] if values else None)
-        failed = ret.status != JobStatus.COMPLETED
+        failed = ret.status != JobStatus.COMPLETED and not pruned
         dataset_failed = failed and isinstance(ret._return_value, DatasetError)
         backend_failed = failed and isinstance(ret._return_value, EndpointError)
-        return Stopped(job, values, error, dataset_failed, backend_failed)
+        return Stopped(job, values, error, state, dataset_failed, backend_failed)
+
+    def _judge(self) -> None:
+        """Report each running trial's epochs not reported yet to the study, and stop those its pruner gives
+        up on."""
+        if not self.prunes:
+            return
+        for job in self.launcher.running:
+            trial, progress = self.trials.get(job.num), job.handle.progress or {}
+            epoch, value = progress.get("epoch"), progress.get("objective")
+            if trial is None or job.num in self.pruning or epoch is None or value is None:
+                continue
+            if int(epoch) <= self.reported.get(job.num, 0):
+                continue
+            self.reported[job.num] = int(epoch)
+            trial.report(float(value), step=int(epoch))
+            if trial.should_prune():
+                job.handle.prune()
+                self.pruning.add(job.num)
+                self.events.write("prune", job.num, epoch=int(epoch), value=float(value))
+                log.info(f"#{job.num} pruned at epoch {epoch}: {self.sweep.objective}={float(value):.4f}")
 
     def _tell(self, stop: Stopped) -> None:
         """Tell the study a stopped job's result (slower bookkeeping waits for ``_record``)."""
         from optuna.trial import TrialState
 
-        job, values, error = stop.job, stop.values, stop.error
+        job, values, error, state = stop.job, stop.values, stop.error, stop.state
         trial = self.trials.pop(job.num)
         cost = job.handle.cost_usd
         if cost is not None:
@@ -288,12 +335,14 @@ class TrialLoop:
             self.complete += 1
             if len(values) == 1:
                 self._improve(values[0])
+        elif state == "PRUNED":
+            self._tell_study(trial, None, TrialState.PRUNED)
+            self.pruned += 1
         else:
             trial.set_user_attr(ERROR_TAG, str(error)[:1000])
             self._tell_study(trial, None, TrialState.FAIL)
             self.failed += 1
             self.first_failure = self.first_failure or f"trial #{job.num}: {error}"
-        state = "COMPLETE" if values is not None else "FAIL"
         self.told.append((job.num, state, job.handle.run_id, job.handle.optuna_state == state))
         if stop.dataset_failed and not self.space.searches("dataset"):
             raise HPOError(
@@ -326,7 +375,7 @@ class TrialLoop:
             self.best = value
 
     def _check_failure_rate(self) -> None:
-        finished = self.complete + self.failed
+        finished = self.complete + self.pruned + self.failed
         rate = self.rules.max_failure_rate
         if not self.failed:
             return
@@ -349,8 +398,9 @@ class TrialLoop:
                 self.job_ids.add(job.num)
 
     def snapshot(self) -> Snapshot:
+        pruning = self.pruning
         running = [
-            TrialView(job.num, job.elapsed_s, job.handle.progress, job.handle.retries)
+            TrialView(job.num, job.elapsed_s, job.handle.progress, job.handle.retries, job.num in pruning)
             for job in self.launcher.running
         ]
         queued = 0 if self.over_budget else max(self.rules.n_trials - self.asked, 0) + len(self.stale)
@@ -364,6 +414,7 @@ class TrialLoop:
             n_trials=self.rules.n_trials,
             queued=queued,
             completed=self.complete,
+            pruned=self.pruned,
             failed=self.failed,
             best=self.best,
             elapsed_s=time.monotonic() - self.started,

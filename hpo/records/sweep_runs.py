@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpo.core.names import ERROR_TAG, OPTUNA_STATE_TAG, TRIAL_NUMBER_TAG
+from hpo.core.names import ERROR_TAG, OPTUNA_STATE_TAG, PRUNED_TAG, TRIAL_NUMBER_TAG
 from hpo.core.schema import flatten
 from hpo.core.store import artifact_location
 
@@ -27,6 +27,8 @@ class TrialRun:
     started_ms: int = 0
     # the trial's Optuna state, once the driver has told the study
     optuna_state: str | None = None
+    # the trial stopped early because the study pruned it (its run says so before the study is told)
+    pruned: bool = False
 
 
 class ParentRun:
@@ -116,6 +118,7 @@ class ParentRun:
                 error=r.data.tags.get(ERROR_TAG),
                 started_ms=r.info.start_time or 0,
                 optuna_state=r.data.tags.get(OPTUNA_STATE_TAG),
+                pruned=r.data.tags.get(PRUNED_TAG) == "true",
             )
             for r in runs
         ]

@@ -9,6 +9,7 @@ study was stored, the Optuna storage) or an Optuna storage (a database URL or a 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import sys
@@ -27,6 +28,7 @@ from hpo.reports.sweep_report import REPORTS_DIR, ReportError, SweepReport
 
 if TYPE_CHECKING:
     import optuna
+    from mlflow.tracking import MlflowClient
 
 # Study user attributes that let a storage URL alone lead to the sweep's MLflow parent run.
 STUDY_ATTRS = ("hpo.tracking_uri", "hpo.parent_run_id", "hpo.objective")
@@ -64,9 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=5, help="how many of the best trials to list (default: 5)")
     parser.add_argument("--no-publish", action="store_true", help="write the reports, log nothing to MLflow")
     parser.add_argument("--no-plots", action="store_true", help="only trials.csv and the tables (faster)")
+    parser.add_argument(
+        "--when-told",
+        action="store_true",
+        help="load the libraries, then wait for a line on stdin before reading the sweep (end of input: "
+        "exit, reporting nothing); hpo's driver starts it as a sweep begins, to draw its final reports",
+    )
     args = parser.parse_args(argv)
     for key, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")):
         os.environ.setdefault(key, value)
+    if args.when_told and not _ready_when_told(args.tracking_uri, plots=not args.no_plots):
+        return 0
     try:
         source = _from_target(args)
         report, published = _build(source, publish=not args.no_publish, plots=not args.no_plots)
@@ -74,8 +84,35 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get(DEBUG_ENV):
             raise
         return report_failure(exc, isinstance(exc, HPOError))
-    print_summary(report, source, published, args.top)
+    if not args.when_told:  # told by a sweep, whose driver prints its own summary
+        print_summary(report, source, published, args.top)
     return 0
+
+
+def _ready_when_told(tracking_uri: str | None, *, plots: bool) -> bool:
+    """Import what the report needs and open the MLflow store, then wait to be told to go on: True on a
+    line from stdin, False at its end (the sweep ended without wanting its final report).
+
+    It runs at a lower priority, so that loading takes the CPU time the sweep's trials leave, not theirs.
+    """
+    os.nice(10)
+    import optuna  # noqa: F401 (imported here so that the wait, not the report, pays for it)
+
+    if tracking_uri is not None:
+        _client(tracking_uri)
+    if plots:
+        from hpo.reports.plots import load_libraries
+
+        load_libraries()
+    return bool(sys.stdin.readline())
+
+
+@functools.cache
+def _client(tracking_uri: str) -> MlflowClient:
+    """One MLflow client per store in this process: opening a SQL store checks its schema, once."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri)
 
 
 def _from_target(args: argparse.Namespace) -> Source:
@@ -116,7 +153,6 @@ def _from_target(args: argparse.Namespace) -> Source:
 def _build(source: Source, *, publish: bool, plots: bool) -> tuple[SweepReport, bool]:
     """Read the study and runs, write the reports and publish them; returns whether they were published."""
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     study = _load_study(source) if source.storage else None
     if source.tracking_uri is None or source.parent_run_id is None:
@@ -125,7 +161,7 @@ def _build(source: Source, *, publish: bool, plots: bool) -> tuple[SweepReport, 
         client = None
     else:
         _require_store(source.tracking_uri, "MLflow store")
-        client = MlflowClient(source.tracking_uri)
+        client = _client(source.tracking_uri)
     try:
         report = SweepReport.collect(
             study, client, source.parent_run_id, objective=source.objective, direction=source.direction

@@ -26,13 +26,34 @@ _PAGE = """<!DOCTYPE html>
 """
 
 
+def load_libraries() -> None:
+    """Import the plotting libraries, matplotlib drawing off-screen (its Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import optuna.importance  # noqa: F401
+    import optuna.visualization  # noqa: F401
+    import optuna.visualization.matplotlib  # noqa: F401
+    import plotly.offline  # noqa: F401
+
+
 def importances(report: SweepReport) -> dict[str, float]:
-    """Seeded fANOVA importances of the searched parameters (reruns agree), or {} with the reason noted."""
+    """Seeded fANOVA importances of the searched parameters (reruns agree), or {} with the reason noted.
+
+    fANOVA's forest cannot tell the effects of more parameters apart than it has completed trials to learn
+    from: a sweep with no more completed trials than varying parameters gets no importances.
+    """
     import optuna
 
     names = _plot_params(report)
     if len(report.completed) < 2 or not names:
         report.skipped["param_importances"] = "needs 2 completed trials and a parameter that varies"
+        return {}
+    if len(report.completed) <= len(names):
+        report.skipped["param_importances"] = (
+            f"needs more completed trials ({len(report.completed)}) than varying parameters ({len(names)})"
+        )
         return {}
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     try:
@@ -104,9 +125,7 @@ def _plot_params(report: SweepReport) -> list[str]:
 
 def _plot(name: str, study: optuna.Study, kwargs: dict[str, Any], out_dir: Path) -> tuple[Any, Path]:
     """One plot as a plotly figure, and as a PNG drawn with matplotlib's Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    load_libraries()
     import matplotlib.pyplot as plt
     import numpy as np
     import optuna.visualization as vis

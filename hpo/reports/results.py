@@ -17,10 +17,14 @@ RESULTS_FILE = "optimization_results.yaml"
 _RUN_STATES = {"FINISHED": "COMPLETE", "FAILED": "FAIL", "KILLED": "FAIL"}
 
 
-def trial_state(run_status: str, optuna_state: str | None, objective: float | None) -> str:
+def trial_state(
+    run_status: str, optuna_state: str | None, objective: float | None, pruned: bool = False
+) -> str:
     """What became of a trial, as every report counts it: the Optuna state its run was tagged with, else
-    the one its run's end implies; a trial that completed without an objective failed."""
-    state = optuna_state or _RUN_STATES.get(run_status, "RUNNING")
+    PRUNED for a run that ended ``pruned``, else the state its run's end implies; a trial that completed
+    without an objective failed."""
+    ended = run_status in _RUN_STATES
+    state = optuna_state or ("PRUNED" if pruned and ended else _RUN_STATES.get(run_status, "RUNNING"))
     return "FAIL" if state == "COMPLETE" and objective is None else state
 
 
@@ -52,12 +56,16 @@ class SweepResults:
         return [t for t in self.trials if self._state(t) == "COMPLETE"]
 
     @property
+    def pruned(self) -> list[TrialRun]:
+        return [t for t in self.trials if self._state(t) == "PRUNED"]
+
+    @property
     def failed(self) -> list[TrialRun]:
         return [t for t in self.trials if self._state(t) == "FAIL"]
 
     @staticmethod
     def _state(trial: TrialRun) -> str:
-        return trial_state(trial.status, trial.optuna_state, trial.objective)
+        return trial_state(trial.status, trial.optuna_state, trial.objective, trial.pruned)
 
     def params(self, trial: TrialRun) -> dict[str, Any]:
         """The searched parameters' values in ``trial`` (every override where the search space is unknown)."""
@@ -83,6 +91,7 @@ class SweepResults:
             "best_params": self.params(best) if best else {},
             "n_trials": len(self.trials),
             "n_completed": len(self.completed),
+            "n_pruned": len(self.pruned),
             "n_failed": len(self.failed),
             "mlflow": {**mlflow_info, "best_run_id": best.run_id if best else None},
         }
@@ -101,7 +110,10 @@ class SweepResults:
     def describe(self) -> str:
         """A short human summary for the end of a sweep."""
         best = self.best
-        head = f"{len(self.completed)} of {len(self.trials)} trials completed, {len(self.failed)} failed"
+        pruned = f", {len(self.pruned)} pruned" if self.pruned else ""
+        head = (
+            f"{len(self.completed)} of {len(self.trials)} trials completed{pruned}, {len(self.failed)} failed"
+        )
         if best is None:
             return head
         params = " ".join(f"{k}={v}" for k, v in self.params(best).items())

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.core.errors import HPOError
-from hpo.core.names import ERROR_TAG, OPTUNA_STATE_TAG, TRIAL_NUMBER_TAG
+from hpo.core.names import ERROR_TAG, OPTUNA_STATE_TAG, PRUNED_TAG, TRIAL_NUMBER_TAG
 from hpo.reports import gallery
 from hpo.reports.results import override_values, trial_state
 
@@ -309,7 +309,7 @@ def _is_settled(run: Run) -> bool:
 def _merge(record: TrialRow | None, run: Run) -> TrialRow:
     metrics, tags, info = run.data.metrics, run.data.tags, run.info
     objective = metrics.get("objective")
-    state = trial_state(info.status, tags.get(OPTUNA_STATE_TAG), objective)
+    state = trial_state(info.status, tags.get(OPTUNA_STATE_TAG), objective, tags.get(PRUNED_TAG) == "true")
     wall = (info.end_time - info.start_time) / 1000 if info.end_time and info.start_time else None
     overrides = override_values(tags.get("hpo.overrides"))
     out = record or TrialRow(int(tags[TRIAL_NUMBER_TAG]), state, objective, overrides, wall)

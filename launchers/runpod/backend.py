@@ -15,11 +15,12 @@ from typing import Any
 
 from hpo.core.errors import BackendError, ConfigError, EndpointError
 from hpo.core.names import PARENT_RUN_ENV
-from hpo.core.payload import PROTOCOL_VERSION, TrialPayload, payload_config
+from hpo.core.payload import PROTOCOL_VERSION, TrialPayload, UserCode, payload_config
 from hpo.core.schema import RunPodConf, validate
 from hpo.core.store import resolve_tracking_uri
 from hpo.core.trial_identity import trial_params, trial_tags
 from hpo.core.trial_record import TrialRunRecords
+from hpo.core.user_code import code_bundle, target_packages
 from launchers.backend import Backend
 from launchers.hydra_job import JobSpec
 from launchers.runpod.client import AuthError, Backoff, EndpointClient, NotFoundError
@@ -86,6 +87,8 @@ class RunPodBackend(Backend):
         self.rest = RestClient(settings.api_key, settings.rest_api_base, HEALTH_BACKOFF)
         self.policy = policy
         self.queue_ahead = queue_ahead
+        # the user's code by the packages the trials name, zipped at the first trial that names them
+        self._user_code: dict[tuple[str, ...], UserCode | None] = {}
         self.health = self._check_health()
         endpoint = self._read_endpoint()
         check_endpoint(endpoint, gpus_per_worker, workers)
@@ -155,6 +158,7 @@ class RunPodBackend(Backend):
     def _handle(self, spec: JobSpec, job_id: str | None, run_id: str | None) -> RunPodJobHandle:
         config = payload_config(spec.config)
         cfg = validate(config)
+        code = self._code(config)
         tracking_uri = resolve_tracking_uri(cfg.mlflow.tracking_uri, str(spec.config.hydra.runtime.cwd))
         config["mlflow"]["tracking_uri"] = tracking_uri
         record = (
@@ -175,6 +179,7 @@ class RunPodBackend(Backend):
             gpus_expected=cfg.hardware.gpus_per_worker,
             overrides=list(spec.overrides),
             best_so_far=spec.best_so_far,
+            code=code,
         )
         payload.trial.study = str(spec.config.hydra.sweeper.get("study_name") or "hpo")
         payload.trial.number = spec.num
@@ -184,6 +189,14 @@ class RunPodBackend(Backend):
         if job_id is not None:
             handle.follow(job_id)
         return handle
+
+    def _code(self, config: dict[str, Any]) -> UserCode | None:
+        """The user's packages ``config`` names, shipped with the job (the same snapshot for the whole sweep,
+        which a worker unpacks once)."""
+        names = tuple(target_packages(config))
+        if names not in self._user_code:
+            self._user_code[names] = UserCode.of(code_bundle(config))
+        return self._user_code[names]
 
 
 def check_endpoint(endpoint: dict[str, Any], gpus_per_worker: int, workers: int) -> None:

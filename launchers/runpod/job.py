@@ -23,11 +23,12 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import Container, OmegaConf
 
 from hpo.core.errors import BackendError, DatasetError, DeviceError, EndpointError, HPOError, TrialError
-from hpo.core.names import OPTUNA_STATE_TAG
+from hpo.core.names import OPTUNA_STATE_TAG, PRUNED_EPOCH_TAG, PRUNED_TAG
 from hpo.core.payload import JOBS_HELD_PER_WORKER, WORKER_WAIT_KEY
+from hpo.core.run_bundle import curves_bundle
 from hpo.core.trial_record import TrialRunRecord
 from launchers.backend import JobHandle, settled
-from launchers.hydra_job import JobSpec
+from launchers.hydra_job import JobSpec, failed_return
 from launchers.runpod.client import AnswerLost, EndpointClient, TransientError, UnknownJobError
 from launchers.runpod.cost import CostMeter
 
@@ -153,6 +154,8 @@ class RunPodJobHandle(JobHandle):
         self._queued_since: float | None = None
         self._worker_id: str | None = None
         self._warned_states: set[str] = set()
+        # pruned: the job was stopped and its run ends pruned once the job is final
+        self._pruning = False
         self.trial_dir = Path(str(spec.config.hydra.sweep.dir)) / str(spec.config.hydra.sweep.subdir)
         save_job_config(spec, self.trial_dir)
 
@@ -227,6 +230,39 @@ class RunPodJobHandle(JobHandle):
         self.record.end("KILLED", "cancelled: the sweep was interrupted", self._job_tags())
         self._outcome = BackendError(f"trial #{self.spec.num} cancelled")
 
+    def prune(self) -> None:
+        """Stop the job as RunPod stops one (its trial leaves at the next batch and the worker stays for its
+        next job), then, once the job is final, end the run FINISHED and tagged pruned, with the curves the
+        progress updates carried: the worker cannot tell a prune from a cancel, so the driver marks the run.
+        A job that completes before the stop lands comes back completed."""
+        if self._outcome is not None or self._pruning:
+            return
+        self._pruning = True
+        if self.job_id is None or self.job_id not in self.fleet.live:
+            self._end_pruned()
+            return
+        try:
+            self.client.call_with_retries(
+                partial(self.client.cancel, self.job_id), f"prune job {self.job_id}"
+            )
+        except UnknownJobError:
+            pass
+        except BackendError as exc:
+            log.warning(
+                f"#{self.spec.num}: could not stop RunPod job {self.job_id} ({exc}); it runs to its end"
+            )
+
+    def _end_pruned(self) -> None:
+        progress = self.progress or {}
+        epoch = int(progress.get("epoch") or 0)
+        curves = progress.get("curves") if self.payload["mlflow"]["run_id"] is None else None
+        self.optuna_state = "PRUNED"
+        tags = {**self._job_tags(), "hpo.backend": "runpod", PRUNED_TAG: "true", PRUNED_EPOCH_TAG: epoch}
+        self.record.complete(curves_bundle(curves) if curves else None, {"cost_usd": self.cost_usd}, tags)
+        self._outcome = failed_return(
+            self.spec, TrialError(f"trial #{self.spec.num} pruned after epoch {epoch}")
+        )
+
     def _submit(self) -> None:
         # beyond the sweep's workers, a job waits for a busy worker instead of making the endpoint start one
         low = self.fleet.normal_live() >= self.fleet.workers
@@ -248,7 +284,8 @@ class RunPodJobHandle(JobHandle):
             return
         self._queued_since = None
         if state in IN_PROGRESS_STATES:
-            self._show_progress(status.get("output"))
+            if not self._pruning:
+                self._show_progress(status.get("output"))
             return
         if state not in FINAL_STATES:
             if state not in self._warned_states:
@@ -260,6 +297,8 @@ class RunPodJobHandle(JobHandle):
         self._count_cost(job_id, status)
         if state == "COMPLETED":
             self._complete(status)
+        elif self._pruning:
+            self._end_pruned()
         elif state == "FAILED":
             error = trial_error(status.get("error"))
             if error is None or isinstance(error, DeviceError):

@@ -96,7 +96,8 @@ class SlurmBackend(Backend):
 
         executor = submitit.AutoExecutor(folder=self.trial_folder(spec.num) / "%j", cluster="slurm")
         executor.update_parameters(name=f"hpo-trial-{spec.num}", **self._params)
-        job = executor.submit(SlurmTrial(str(self._runner_path), spec, os.getcwd(), self._gpus))
+        folder = self.trial_folder(spec.num)
+        job = executor.submit(SlurmTrial(str(self._runner_path), spec, os.getcwd(), self._gpus, str(folder)))
         log.info(f"#{spec.num} submitted as SLURM job {job.job_id}")
         return job
 

@@ -20,6 +20,7 @@ from hydra.core.utils import JobReturn
 from hpo.core.errors import BackendError, HPOError, TrialError
 from launchers.backend import JobHandle, settled
 from launchers.hydra_job import JobResult, JobSpec
+from launchers.slurm.trial_files import TrialFiles
 from launchers.slurm.trial_job import latest_run
 
 if TYPE_CHECKING:
@@ -39,7 +40,8 @@ RESULT_GRACE_S = 30.0
 
 class SlurmJobHandle(JobHandle):
     """A trial's SLURM job; ``job_id`` is the trial's job folder (its jobs are sub-folders named by their
-    SLURM ids), so that a new driver re-attaches to the trial's latest job whatever its sweep directory."""
+    SLURM ids), so that a new driver re-attaches to the trial's latest job whatever its sweep directory.
+    ``progress`` is read from the trial's progress file at each poll."""
 
     def __init__(self, backend: SlurmBackend, spec: JobSpec, job: submitit.Job[JobResult]) -> None:
         self._backend = backend
@@ -52,6 +54,7 @@ class SlurmJobHandle(JobHandle):
         self._outcome: JobReturn | HPOError | None = None
         self._cancelled = False
         self._ended_at: float | None = None
+        self._files = TrialFiles(backend.trial_folder(spec.num))
 
     @property
     def slurm_job_id(self) -> str:
@@ -60,6 +63,7 @@ class SlurmJobHandle(JobHandle):
     def done(self) -> bool:
         if self._outcome is not None:
             return True
+        self.progress = self._files.progress() or self.progress
         if self._job.paths.result_pickle.exists():
             self._take_result()
             return True
@@ -76,6 +80,11 @@ class SlurmJobHandle(JobHandle):
         if self._outcome is None and not self._cancelled:
             self._cancelled = True
             self._backend.cancel(self._job)
+
+    def prune(self) -> None:
+        """Ask the job's trial to stop as pruned at its next epoch end; the job then returns as usual."""
+        if self._outcome is None:
+            self._files.prune()
 
     def _take_result(self) -> None:
         import submitit

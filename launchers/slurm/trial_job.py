@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
+from hpo.core import trial_channel
 from hpo.core.names import PARENT_RUN_ENV, TRIAL_NUMBER_TAG
 from hpo.core.store import resolve_tracking_uri
 from launchers.hydra_job import JobResult, JobSpec
+from launchers.slurm.trial_files import TrialFiles
 
 # the MLflow tag of a trial's run that names the SLURM job which ran it
 SLURM_JOB_ID_TAG = "hpo.slurm_job_id"
@@ -27,13 +30,15 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 @dataclass
 class SlurmTrial:
-    """One trial for a SLURM job: the pickled runner shared by the sweep's jobs, the spec, and the driver's
-    working directory and GPU count (0: the job sees no GPU, as on the local backend)."""
+    """One trial for a SLURM job: the pickled runner shared by the sweep's jobs, the spec, the driver's
+    working directory and GPU count (0: the job sees no GPU, as on the local backend), and the trial's
+    folder, where its progress and prune files are (``launchers.slurm.trial_files``)."""
 
     runner_path: str
     spec: JobSpec
     cwd: str
     gpus: int
+    folder: str
 
     def __call__(self) -> JobResult:
         import cloudpickle
@@ -44,6 +49,9 @@ class SlurmTrial:
             os.environ["CUDA_VISIBLE_DEVICES"] = ""
         with open(self.runner_path, "rb") as f:
             runner = cloudpickle.load(f)
+        files = TrialFiles(Path(self.folder))
+        trial_channel.set_sink(files.report)
+        files.watch()
         result: JobResult = runner(self.spec)
         _tag_job_id(self.spec, result)
         return result

@@ -60,7 +60,8 @@ def test_never_more_than_workers_jobs_at_once(launch: Launch, tmp_path: Path) ->
     for _, step in events:
         running += step
         peak = max(peak, running)
-    assert peak == 2
+    # at most the workers; that both slots overlap depends on how fast each process starts on a busy machine
+    assert peak <= 2
 
 
 def test_a_failing_job_is_reported_and_the_others_complete(launch: Launch, tmp_path: Path) -> None:

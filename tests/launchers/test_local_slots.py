@@ -114,3 +114,41 @@ def test_a_job_reports_the_trial_run_it_closed_and_the_state_it_tagged(make_laun
     second = launcher.start(launcher.prepare(["+x=2"], 1))
     wait_done(flight, second)
     assert (second.handle.run_id, second.handle.optuna_state) == ("run-2", None), "each job its own runs"
+
+
+def test_a_pruned_job_stops_at_its_trials_next_step_and_its_slot_takes_the_next_job(
+    make_launcher: MakeLauncher,
+) -> None:
+    """The task stands for a trial: it reports an epoch at a time through the trial channel and leaves when
+    its stop is set; the driver sees the progress and prunes it, and the same process runs the next job."""
+
+    def task(cfg: DictConfig) -> tuple[str, int, int]:
+        import threading
+
+        from hpo.core import trial_channel
+
+        stop = threading.Event()
+        with trial_channel.trial(stop.set):
+            for epoch in range(1, 601):
+                trial_channel.report({"epoch": epoch, "epochs": 600, "objective": epoch / 600, "metrics": {}})
+                if stop.wait(0.1):
+                    return "pruned", epoch, os.getpid()
+        return "ran every epoch", epoch, os.getpid()
+
+    launcher = make_launcher(task, 1)
+    flight = launcher.open()
+    job = launcher.start(launcher.prepare(["+x=1"], 0))
+    deadline = time.monotonic() + 30
+    while not (job.handle.progress and job.handle.progress["epoch"] >= 2):
+        assert not job.done() and time.monotonic() < deadline, "the job reports each epoch while it runs"
+        time.sleep(0.05)
+    assert job.handle.progress["epochs"] == 600
+    job.handle.prune()
+    wait_done(flight, job)
+    outcome, epoch, pid = launcher.collect(job).return_value
+    assert outcome == "pruned" and epoch < 600
+    assert job.handle.progress["epoch"] == epoch, "every epoch reported before the return is read"
+    after = launcher.start(launcher.prepare(["+x=2"], 1))
+    after.handle.prune()  # before the slot has read the job: it prunes as the job starts
+    wait_done(flight, after)
+    assert launcher.collect(after).return_value == ("pruned", 1, pid), "the slot's process stayed"

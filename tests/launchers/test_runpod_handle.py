@@ -33,11 +33,14 @@ class Record:
     def __init__(self) -> None:
         self.tags: dict[str, Any] = {}
         self.ended: tuple[str, str] | None = None
+        self.replayed: Any = None
 
     def tag(self, tags: Any) -> None:
         self.tags.update(tags)
 
     def complete(self, run: Any, metrics: Any, tags: Any) -> None:
+        self.tags.update(tags)
+        self.replayed = run
         self.ended = ("FINISHED", "")
 
     def end(self, status: str, error: str, tags: Any = None) -> None:
@@ -56,7 +59,12 @@ def handle(
     )
     spec = JobSpec(num, ["x=1"], config)
     return RunPodJobHandle(
-        fake.client(), spec, {"n": num}, Record(), policy(**changes), fleet or Fleet("ep", 2)
+        fake.client(),
+        spec,
+        {"n": num, "mlflow": {"run_id": None}},
+        Record(),
+        policy(**changes),
+        fleet or Fleet("ep", 2),
     )
 
 
@@ -232,3 +240,25 @@ def test_jobs_beyond_the_sweeps_workers_never_start_a_worker(fake: FakeRunPod, t
     for job in jobs:
         job.done()
     assert [body["policy"]["lowPriority"] for body in runs(fake)] == [False, False, True]
+
+
+def test_a_pruned_job_is_stopped_and_its_run_ends_pruned_with_the_curves_its_progress_carried(
+    fake: FakeRunPod, tmp_path: Path
+) -> None:
+    curves = {"val_accuracy": [[0, 1000, 0.5], [1, 2000, 0.6]]}
+    progress = {"epoch": 2, "epochs": 5, "objective": 0.6, "curves": curves}
+    fake.route = Endpoint([{"status": "IN_PROGRESS", "output": progress}])
+    job = handle(fake, tmp_path)
+    while job.progress is None:
+        assert not job.done()
+        time.sleep(0.002)
+    job.prune()
+    finish(job)
+    assert [path for _, path, _ in fake.seen if "/cancel/" in path] == ["/v2/ep/cancel/job-1"], "stopped once"
+    with pytest.raises(TrialError, match="pruned after epoch 2"):
+        _ = job.result().return_value
+    record = job.record
+    assert isinstance(record, Record) and record.ended == ("FINISHED", "")
+    assert record.replayed["metrics"] == curves, "the run gets the curves the worker's progress carried"
+    assert (record.tags["hpo.pruned"], record.tags["hpo.pruned_epoch"]) == ("true", 2)
+    assert job.optuna_state == record.tags["hpo.optuna_state"] == "PRUNED"

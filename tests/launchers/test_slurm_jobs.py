@@ -102,3 +102,33 @@ def test_a_job_cancelled_by_hand_is_resubmitted_once(
         "--no-requeue",
     ):
         assert f"#SBATCH {option}\n" in script
+
+
+def test_a_pruned_trial_reports_its_epochs_and_stops_at_the_prune(tmp_path: Path) -> None:
+    """The task stands for a trial: it reports an epoch at a time through the trial channel and leaves when
+    its stop is set. Its progress reaches the driver through the trial's folder, and so does the prune."""
+
+    def task(cfg: DictConfig) -> tuple[str, int]:
+        from hpo.core import trial_channel
+
+        stop = threading.Event()
+        with trial_channel.trial(stop.set):
+            for epoch in range(1, 601):
+                trial_channel.report({"epoch": epoch, "epochs": 600, "objective": epoch / 600, "metrics": {}})
+                if stop.wait(0.1):
+                    return "pruned", epoch
+        return "ran every epoch", epoch
+
+    launcher = _slurm_launcher(task, tmp_path / "sweep")
+    launcher.open()
+    job = launcher.start(launcher.prepare(["+x=1"], 0))
+    deadline = time.monotonic() + 120
+    while not (job.handle.progress and job.handle.progress["epoch"] >= 2):
+        assert not job.done() and time.monotonic() < deadline, "the job reports each epoch while it runs"
+        time.sleep(0.1)
+    job.handle.prune()
+    while not job.done():
+        assert time.monotonic() < deadline, "the pruned job came back"
+        time.sleep(0.1)
+    outcome, epoch = launcher.collect(job).return_value
+    assert outcome == "pruned" and 2 <= epoch < 600

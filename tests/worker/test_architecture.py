@@ -12,33 +12,23 @@ import keras
 import pytest
 from PIL import Image
 
-from hpo.core.schema import CNNConf, DatasetConf, DataSource, LSTMConf, Modality
+from hpo.core.schema import CNNConf, LSTMConf
 from worker.architecture import diagram, layout
 from worker.architecture.describe import describe, layer_kind, summary_text
 from worker.models import build_model
 
-DIGITS = DatasetConf(
-    name="digits", modality=Modality.image, source=DataSource.sklearn, input_shape=[8, 8, 1], num_classes=10
-)
-TEXT = DatasetConf(
-    name="imdb",
-    modality=Modality.text,
-    source=DataSource.keras,
-    input_shape=[20],
-    num_classes=2,
-    vocab_size=50,
-)
+# each model's config, then the input shape and classes of the data it is built for (digits, imdb)
 MODELS = {
-    "cnn": (CNNConf(conv_layers=2, filters=4, batch_norm=True, dense_units=8), DIGITS),
-    "lstm": (LSTMConf(embedding_dim=8, units=4, layers=2, bidirectional=True), TEXT),
-    "row-lstm": (LSTMConf(units=4), DIGITS),
+    "cnn": (CNNConf(conv_layers=2, filters=4, batch_norm=True, dense_units=8), (8, 8, 1), 10),
+    "lstm": (LSTMConf(embedding_dim=8, units=4, layers=2, bidirectional=True, vocab_size=50), (20,), 2),
+    "row-lstm": (LSTMConf(units=4), (8, 8, 1), 10),
 }
 
 
 @pytest.fixture(params=sorted(MODELS))
 def built(request: pytest.FixtureRequest) -> tuple[keras.Model, CNNConf | LSTMConf]:
-    conf, dataset = MODELS[request.param]
-    return build_model(conf, dataset), conf
+    conf, input_shape, num_classes = MODELS[request.param]
+    return build_model(conf, input_shape, num_classes), conf
 
 
 def test_json_matches_the_keras_model_layer_for_layer(built: tuple[keras.Model, CNNConf | LSTMConf]) -> None:

@@ -172,7 +172,7 @@ def test_digits_stratified_splits() -> None:
     splits = load_dataset(image_conf("digits", [8, 8, 1], validation_split=0.25), split_seed=3)
     assert len(splits.x_test) == 360  # fixed 20% of 1797
     assert_splits(splits, 1797 - 360, 0.25, 10)
-    assert splits.x_train.dtype == np.float32 and splits.x_train.shape[1:] == (8, 8, 1)
+    assert splits.x_train.dtype == np.float32 and splits.input_shape == (8, 8, 1)
     assert splits.x_train.max() == 1.0 and splits.x_train.min() == 0.0
     train_counts, val_counts = np.bincount(splits.y_train), np.bincount(splits.y_val)
     assert len(val_counts) == 10

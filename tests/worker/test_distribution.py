@@ -48,7 +48,7 @@ MIRRORED_VS_SINGLE = textwrap.dedent(
         for scale in (False, True):
             trainer = TrainerConf(max_epochs=3, batch_size=32, learning_rate=0.003, early_stopping=False,
                                   scale_batch_with_replicas=scale)
-            result = fit(lambda: build_model(model_cfg, digits), data, trainer, seed=7,
+            result = fit(lambda: build_model(model_cfg, (8, 8, 1), 10), data, trainer, seed=7,
                          monitor="val_accuracy", maximize=True, strategy=strategy)
             out[f"{name}-{scale}"] = {"loss": result.history["loss"],
                                       "replicas": strategy.num_replicas_in_sync,
@@ -81,7 +81,7 @@ def test_the_model_is_built_inside_the_strategy_scope() -> None:
 
     def build() -> keras.Model:
         seen.append(tf.distribute.get_strategy())
-        return build_model(CNNConf(conv_layers=1, filters=4, dense_units=0), DIGITS)
+        return build_model(CNNConf(conv_layers=1, filters=4, dense_units=0), (8, 8, 1), 10)
 
     data = load_dataset(DIGITS, split_seed=0)
     fit(
@@ -110,7 +110,7 @@ def test_early_stopping_ends_a_trial_that_stops_improving() -> None:
     )
     trainer = TrainerConf(max_epochs=40, batch_size=16, learning_rate=0.01, patience=2)
     result = fit(
-        lambda: build_model(CNNConf(filters=32, dense_units=128, dropout=0.0), DIGITS),
+        lambda: build_model(CNNConf(filters=32, dense_units=128, dropout=0.0), (8, 8, 1), 10),
         noise,
         trainer,
         seed=0,

@@ -40,7 +40,7 @@ def trial_config(mode: str = "simple") -> HPOConfig:
                 "num_classes": 10,
                 "fraction": 0.5,
             },
-            "model": {"family": "cnn", "conv_layers": 1, "filters": 4, "dense_units": 8},
+            "model": {"_target_": "worker.models.cnn", "conv_layers": 1, "filters": 4, "dense_units": 8},
             "mode": {"name": mode, "objective": "val_accuracy" if mode == "simple" else "health_objective"},
             "trainer": {"max_epochs": 3, "batch_size": 64, "learning_rate": 0.01},
         }
@@ -53,7 +53,7 @@ def trained() -> tuple[FitResult, Any]:
     cfg = trial_config()
     data = load_dataset(cfg.dataset, split_seed=0)
     result = fit(
-        lambda: build_model(cfg.model, cfg.dataset),
+        lambda: build_model(cfg.model, data.input_shape, data.num_classes),
         data,
         cfg.trainer,
         seed=0,

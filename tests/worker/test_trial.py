@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import pickle
 import signal
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from hpo.core import interrupts
+from hpo.core import interrupts, trial_channel
 from hpo.core.code_version import code_version
 from hpo.core.errors import ModelConfigError
+from hpo.core.names import OPTUNA_STATE_TAG, PRUNED_EPOCH_TAG, PRUNED_TAG
 from hpo.core.schema import HPOConfig
 from worker.stopping import RUNPOD_STOP, StopRequest, TrialStopped
 from worker.trial import TrialRequest, run_trial
@@ -37,7 +39,7 @@ def config(tmp_path: Path) -> dict[str, Any]:
         "validation_split": 0.2,
     }
     cfg["model"] = {
-        "family": "cnn",
+        "_target_": "worker.models.cnn",
         "conv_layers": 1,
         "filters": 8,
         "kernel_size": 3,
@@ -208,3 +210,36 @@ def test_health_mode_blends_accuracy_with_logged_health_components(config: dict[
     blend = 0.6 * metrics["best_val_accuracy"] + 0.4 * metrics["health.score"]
     assert result.objective == pytest.approx(blend)
     assert metrics["health_objective"] == pytest.approx(blend) == metrics["objective"]
+
+
+def test_a_pruned_trial_stops_after_the_epoch_it_reported_and_ends_finished_tagged_pruned(
+    config: dict[str, Any],
+) -> None:
+    """The runner's sink prunes on the first epoch's report, as a driver's pruner would; the trial keeps
+    that epoch's curves and nothing later."""
+    config["trainer"].update(max_epochs=4)
+    reports: list[trial_channel.Progress] = []
+
+    def prune_at_first_epoch(progress: trial_channel.Progress) -> None:
+        reports.append(progress)
+        trial_channel.prune()
+
+    trial_channel.set_sink(prune_at_first_epoch)
+    try:
+        with pytest.raises(TrialStopped) as stopped:
+            run_trial(TrialRequest(config=config, trial_number=0))
+    finally:
+        trial_channel.set_sink(None)
+        trial_channel.reset()
+    assert stopped.value.pruned and stopped.value.epochs == 1
+    assert pickle.loads(pickle.dumps(stopped.value)).epochs == 1, "a local slot sends the stop back pickled"
+
+    client = MlflowClient(config["mlflow"]["tracking_uri"])
+    (run,) = client.search_runs([mlflow.get_experiment_by_name("unit").experiment_id])
+    assert run.info.status == "FINISHED"
+    tags = run.data.tags
+    assert (tags[PRUNED_TAG], tags[PRUNED_EPOCH_TAG], tags[OPTUNA_STATE_TAG]) == ("true", "1", "PRUNED")
+    (logged,) = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert logged.step == 0, "the finished epoch's curves stay, no later epoch is logged"
+    assert [(r["epoch"], r["epochs"]) for r in reports] == [(1, 4)]
+    assert reports[0]["objective"] == pytest.approx(logged.value) == reports[0]["metrics"]["val_accuracy"]

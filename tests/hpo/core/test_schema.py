@@ -34,7 +34,7 @@ def test_defaults_validate_to_typed_objects(composed: Any) -> None:
 
 def test_text_dataset_gets_the_lstm_schema(composed: Any) -> None:
     composed["launcher"]["backend"] = "local"
-    composed["model"] = {"family": "lstm", "units": 8}
+    composed["model"] = {"_target_": "worker.models.lstm", "units": 8}
     assert isinstance(validate(composed).model, LSTMConf)
 
 
@@ -46,7 +46,7 @@ def test_text_dataset_gets_the_lstm_schema(composed: Any) -> None:
         (("trainer", "learning_rate"), 0.0, "trainer.learning_rate must be positive"),
         (("model", "dropout"), 1.0, "model.dropout must be in [0, 1)"),
         (("model", "filtres"), 8, "filtres"),
-        (("model", "family"), "transformer", "model.family must be one of ['cnn', 'lstm']"),
+        (("model", "_target_"), "transformer", "model._target_ must be a dotted path module.attr"),
         (("dataset", "modality"), "audio", "audio"),
         (("trainer", "batch_size"), "big", "big"),
         (("mode", "direction"), "sideways", "mode.direction must be maximize or minimize, got 'sideways'"),
@@ -80,7 +80,7 @@ def test_checked_sections_are_remembered_but_each_config_gets_its_own_objects(co
     [
         ({"seed": "abc"}, "seed must be an integer, got 'abc'"),
         ({"dataset": None}, "dataset"),
-        ({"model": "cnn"}, "model.family must be one of"),
+        ({"model": "cnn"}, "model._target_ must be a dotted path module.attr"),
         ({"bogus": 1}, "bogus: not a key of hpo's config, whose keys are seed, dataset, model"),
     ],
 )

@@ -14,10 +14,11 @@ def test_help_lists_groups_and_options(run_hpo: RunHPO) -> None:
     out = run_hpo(["--help"])
     assert out.returncode == 0, out.stderr
     for line in (
-        "dataset: cifar10, cifar100, digits, fashion_mnist, gtsrb, imdb, mnist, reuters",
+        "dataset: cifar10, cifar100, digits, fashion_mnist, gtsrb, image_folder, imdb, mnist, npz, reuters, "
+        "table",
         "hardware: cpu, local_1gpu, local_2gpu",
         "mode: health, simple",
-        "model: cnn, lstm",
+        "model: cnn, lstm, mlp",
     ):
         assert line in out.stdout
     groups = out.stdout.split("== Config groups")[1].split("== Config (")[0]
@@ -29,7 +30,7 @@ def test_cfg_job_prints_the_composed_config(run_hpo: RunHPO) -> None:
     assert out.returncode == 0, out.stderr
     cfg = yaml.safe_load(out.stdout)
     assert cfg["dataset"]["name"] == "imdb"
-    assert cfg["model"]["family"] == "lstm", "text data picks the lstm family"
+    assert cfg["model"]["_target_"] == "worker.models.lstm", "text data picks the lstm family"
     assert cfg["trainer"]["max_epochs"] == 3
     assert cfg["launcher"]["workers"] == 4
 
@@ -38,7 +39,7 @@ def test_model_override_beats_the_modality_default(run_hpo: RunHPO) -> None:
     out = run_hpo(["--cfg", "all", "--resolve", "dataset=mnist", "model=lstm", "launcher.workers=3"])
     assert out.returncode == 0, out.stderr
     cfg = yaml.safe_load(out.stdout)
-    assert cfg["model"]["family"] == "lstm"
+    assert cfg["model"]["_target_"] == "worker.models.lstm"
     assert "model.units" in cfg["hydra"]["sweeper"]["params"], "the search space follows the model family"
     assert cfg["hydra"]["launcher"]["workers"] == 3
     assert cfg["hydra"]["sweeper"]["n_jobs"] == 3

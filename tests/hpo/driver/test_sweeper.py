@@ -7,46 +7,23 @@ from typing import Any
 
 import optuna
 import pytest
-from hydra._internal.callbacks import Callbacks
-from hydra._internal.hydra import Hydra
-from hydra._internal.utils import create_config_search_path
-from hydra.core.hydra_config import HydraConfig
-from hydra.core.plugins import Plugins
-from hydra.types import HydraContext, RunMode
 
-from hpo.driver.cli import CONF_DIR
 from hpo.driver.study import open_study
 from hpo.driver.sweeper import HPOSweeper
-from launchers.launcher import HPOLauncher
+from tests.hpo.driver.sweep_config import hpo_sweeper
 from tests.launchers.thread_backend import ThreadBackend
 
 
 def _sweeper(tmp_path: Path, storage: str) -> tuple[HPOSweeper, ThreadBackend]:
     """hpo's sweeper on the real config, its launcher opened on a backend that records being closed."""
-    hydra = Hydra.create_main_hydra2(
-        task_name="hpo", config_search_path=create_config_search_path(str(CONF_DIR))
+    _, sweeper, launcher = hpo_sweeper(
+        tmp_path,
+        f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=s",
+        "hydra.sweeper.n_trials=1",
     )
-    cfg = hydra.compose_config(
-        config_name="config",
-        overrides=[
-            f"hydra.sweep.dir={tmp_path / 'sweep'}",
-            f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-            f"hydra.sweeper.storage={storage}",
-            "hydra.sweeper.study_name=s",
-            "hydra.sweeper.n_trials=1",
-        ],
-        run_mode=RunMode.MULTIRUN,
-        with_log_configuration=False,
-    )
-    HydraConfig.instance().set_config(cfg)
-    context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(cfg))
-    sweeper = Plugins.instance().instantiate_sweeper(
-        hydra_context=context, task_function=lambda c: None, config=cfg
-    )
-    assert isinstance(sweeper, HPOSweeper)
     backend = ThreadBackend(lambda spec, cancelled: 0.5)
-    launcher = sweeper.sweeper.launcher
-    assert isinstance(launcher, HPOLauncher)
     launcher.open(backend=backend)
     return sweeper, backend
 

@@ -10,18 +10,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
-from hydra._internal.callbacks import Callbacks
-from hydra._internal.hydra import Hydra
-from hydra._internal.utils import create_config_search_path
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
-from hydra.types import HydraContext, RunMode
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
@@ -30,7 +24,6 @@ from optuna.trial import TrialState
 from hpo.core.code_version import code_version
 from hpo.core.errors import DatasetError, HPOError
 from hpo.core.names import ERROR_TAG, OPTUNA_STATE_TAG
-from hpo.driver.cli import CONF_DIR
 from hpo.driver.live import EVENTS_FILE, EventLog, SweepView
 from hpo.driver.search_space import SearchSpace
 from hpo.driver.study import COST_ATTR, StudyState, StudyWrittenElsewhere, open_study
@@ -38,6 +31,7 @@ from hpo.driver.sweep_run import Sweep
 from hpo.driver.trial_loop import LoopRules, TrialLoop
 from launchers.hydra_job import JobSpec
 from launchers.launcher import HPOLauncher
+from tests.hpo.driver.sweep_config import Rig, compose_sweep
 from tests.launchers.thread_backend import ThreadBackend
 
 SPACE = {"trainer.learning_rate": "interval(0.0, 1.0)"}
@@ -55,20 +49,6 @@ def _open(storage: str) -> optuna.Study:
     return open_study("s", storage, optuna.samplers.RandomSampler(seed=0), ["maximize"])
 
 
-@pytest.fixture(scope="module")
-def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One MLflow store for the module: creating its tables is the slow part."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
-@dataclass
-class Rig:
-    study: optuna.Study
-    backend: ThreadBackend
-    sweep: Sweep
-    loop: TrialLoop
-
-
 @pytest.fixture
 def rig(tmp_path: Path, tracking_uri: str, hydra_restore_singletons: Any) -> Callable[..., Rig]:
     """Build a loop over a new study: ``task(spec, cancelled)`` runs each trial in a thread."""
@@ -83,23 +63,13 @@ def rig(tmp_path: Path, tracking_uri: str, hydra_restore_singletons: Any) -> Cal
         cost_usd: float | None = None,
         study: optuna.Study | None = None,
     ) -> Rig:
-        hydra = Hydra.create_main_hydra2(
-            task_name="hpo", config_search_path=create_config_search_path(str(CONF_DIR))
+        cfg, context = compose_sweep(
+            tmp_path,
+            f"mlflow.tracking_uri={tracking_uri}",
+            f"mlflow.experiment_name=loop-{tmp_path.name}",
+            f"launcher.workers={workers}",
+            "hydra.launcher.poll_interval_s=0.02",
         )
-        cfg = hydra.compose_config(
-            config_name="config",
-            overrides=[
-                f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                f"mlflow.tracking_uri={tracking_uri}",
-                f"mlflow.experiment_name=loop-{tmp_path.name}",
-                f"launcher.workers={workers}",
-                "hydra.launcher.poll_interval_s=0.02",
-            ],
-            run_mode=RunMode.MULTIRUN,
-            with_log_configuration=False,
-        )
-        HydraConfig.instance().set_config(cfg)
-        context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(cfg))
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=context, task_function=lambda c: None, config=cfg
         )

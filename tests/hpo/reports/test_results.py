@@ -58,6 +58,21 @@ def test_failed_means_what_the_reports_count_as_failed() -> None:
     assert results.completed == []
 
 
+def test_pruned_trials_are_neither_completed_nor_failed(tmp_path: Path) -> None:
+    told = _trial(0, "KILLED", None)
+    told.optuna_state = "PRUNED"
+    # the worker ended the run pruned; the driver stopped before telling the study
+    untold = TrialRun("run1", 1, "FINISHED", 0.2, "[]", None, pruned=True)
+    still_running = TrialRun("run2", 2, "RUNNING", None, "[]", None, pruned=True)
+    done = _trial(3, "FINISHED", 0.9, model__filters=8)
+    results = SweepResults("val_accuracy", "maximize", [told, untold, still_running, done])
+    assert results.pruned == [told, untold] and results.completed == [done] and results.failed == []
+    assert results.best is done
+    assert results.describe().startswith("1 of 4 trials completed, 2 pruned, 0 failed; best trial #3")
+    written = yaml.safe_load(results.write(tmp_path, {}).read_text())
+    assert (written["n_completed"], written["n_pruned"], written["n_failed"]) == (1, 2, 0)
+
+
 def test_no_completed_trial_has_no_best(tmp_path: Path) -> None:
     results = SweepResults("val_accuracy", "maximize", [_trial(0, "FAILED", None)])
     assert results.best is None

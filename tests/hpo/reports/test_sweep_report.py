@@ -32,7 +32,8 @@ def _rows(path: Path) -> dict[int, dict[str, str]]:
 
 @pytest.mark.parametrize("with_study", [True, False], ids=["study", "mlflow-only"])
 def test_report_files_csv_and_parent_metrics(tracking_uri: str, tmp_path: Path, with_study: bool) -> None:
-    sweep = build_sweep(tracking_uri, "sweep-a", 6, failed=(1, 4))
+    # 5 completed trials: more than the 4 parameters, as fANOVA's importances need
+    sweep = build_sweep(tracking_uri, "sweep-a", 7, failed=(1, 4))
     client = MlflowClient(tracking_uri)
     report = SweepReport.collect(sweep.study if with_study else None, client, sweep.parent_run_id)
     assert (report.objective, report.direction) == ("val_accuracy", "maximize")
@@ -48,7 +49,7 @@ def test_report_files_csv_and_parent_metrics(tracking_uri: str, tmp_path: Path, 
     assert "Plotly.newPlot" in (out / PAGE_FILE).read_text()
 
     rows = _rows(out / CSV_FILE)
-    assert sorted(rows) == list(range(6))
+    assert sorted(rows) == list(range(7))
     for trial in sweep.study.trials:
         row = rows[trial.number]
         assert row["state"] == trial.state.name
@@ -65,14 +66,14 @@ def test_report_files_csv_and_parent_metrics(tracking_uri: str, tmp_path: Path, 
     history = client.get_metric_history(sweep.parent_run_id, "best_value")
     steps = [m.step for m in sorted(history, key=lambda m: m.step)]
     values = [m.value for m in sorted(history, key=lambda m: m.step)]
-    assert steps == list(range(6)) and values == sorted(values)
+    assert steps == list(range(7)) and values == sorted(values)
     assert values[-1] == sweep.study.best_value
     metrics = client.get_run(sweep.parent_run_id).data.metrics
-    assert (metrics["trials_completed"], metrics["trials_failed"]) == (4, 2)
-    assert metrics["cost_usd_total"] == pytest.approx(0.021)
+    assert (metrics["trials_completed"], metrics["trials_failed"]) == (5, 2)
+    assert metrics["cost_usd_total"] == pytest.approx(0.028)
 
     report.publish(client, sweep.parent_run_id)
-    assert len(client.get_metric_history(sweep.parent_run_id, "best_value")) == 6, "published steps stay put"
+    assert len(client.get_metric_history(sweep.parent_run_id, "best_value")) == 7, "published steps stay put"
     assert len(client.get_metric_history(sweep.parent_run_id, "trials_completed")) == 1
 
 
@@ -95,7 +96,8 @@ def test_running_trials_hold_back_best_value_steps(tracking_uri: str, tmp_path: 
     first = live.refresh(sweep.study)
     assert [t.state for t in first.trials] == ["FAIL", "COMPLETE", "RUNNING", "COMPLETE", "COMPLETE"]
     assert [m.step for m in client.get_metric_history(sweep.parent_run_id, "best_value")] == [1]
-    assert set(first.written) >= {tmp_path / "reports" / f"{name}.png" for name in PLOTS}
+    drawn = {tmp_path / "reports" / f"{name}.png" for name in PLOTS if name != "param_importances"}
+    assert set(first.written) >= drawn and "param_importances" in first.skipped, "3 trials, 4 parameters"
 
     second = live.refresh(sweep.study)
     assert second.written == [tmp_path / "reports" / CSV_FILE], "plots wait for plot_interval_s"
@@ -133,6 +135,16 @@ def test_too_few_trials_skip_the_plots_that_need_more(tracking_uri: str, tmp_pat
     assert "param_importances" in report.skipped and report.importances == {}
     assert {"trials.csv", "optimization_history.png", "report.html"} <= names
     assert "param_importances.png" not in names
+
+
+def test_no_importances_from_fewer_completed_trials_than_parameters(tracking_uri: str) -> None:
+    sweep = build_sweep(tracking_uri, "sweep-few", 5, failed=(1,))
+    report = SweepReport.collect(sweep.study, MlflowClient(tracking_uri), sweep.parent_run_id)
+    assert len(report.completed) == len(report.varying_params()) == 4
+    assert report.importances == {}
+    assert report.skipped["param_importances"] == (
+        "needs more completed trials (4) than varying parameters (4)"
+    )
 
 
 def test_best_model_registers_and_loads(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
