@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -204,8 +204,8 @@ class ReportRefresher:
         self._tracking_uri = sweep.tracking_uri
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-reports")
         self._pending: Future[None] | None = None
-        # the final reports' process: none without a study storage to read them from
-        self._errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (the reporter's life long; see finish)
+        # the final reports' process and where its errors go: none without a study storage to read them from
+        self._errors: IO[str] | None = None
         self._final = None if sweep.storage_url is None else self._start_reporter(sweep.storage_url)
 
     def _start_reporter(self, storage_url: str) -> subprocess.Popen[str]:
@@ -215,6 +215,7 @@ class ReportRefresher:
         command += ["--tracking-uri", self._tracking_uri, "--parent-run-id", self._live.parent_run_id]
         command += ["--out", str(self._live.out_dir), "--when-told"]
         self._command = command
+        self._errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (the reporter's life long; see finish)
         return subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
@@ -241,7 +242,7 @@ class ReportRefresher:
     def finish(self, *, final: bool) -> None:
         """Wait for the final reports (``final``, after ``start_final``), or end the reporter unused."""
         self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._final is None:
+        if self._final is None or self._errors is None:
             return
         if not final:
             self._final.terminate()  # it reports nothing: no need to wait for its libraries to load
