@@ -59,6 +59,13 @@ class HPOLauncher(Launcher):
         self.task_function = task_function
         self._flight = None
         self._composer = None
+        from launchers.local import start_preloading, stop_preloading
+
+        if self.settings.backend == "local":
+            # the slots' libraries load from now on (or since the CLI started), while the sweeper gets ready
+            start_preloading(self.settings.preload, self._jobs_dir(Path(str(config.hydra.sweep.dir))))
+        else:
+            stop_preloading()
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Run one batch of jobs to the end (Hydra's blocking launcher API, used by batch sweepers)."""
@@ -146,8 +153,12 @@ class HPOLauncher(Launcher):
             config.hydra.job.num = num
         return JobSpec(num=num, overrides=list(overrides), config=config)
 
+    @staticmethod
+    def _jobs_dir(sweep_dir: Path) -> Path:
+        return sweep_dir / ".jobs"
+
     def _backend(self, sweep_dir: Path) -> Backend:
-        jobs_dir = sweep_dir / ".jobs"
+        jobs_dir = self._jobs_dir(sweep_dir)
         if self.settings.backend == "runpod":
             from launchers.runpod.backend import EndpointUnreachable
 
@@ -185,7 +196,9 @@ class HPOLauncher(Launcher):
                 f"this machine lacks {gpus * workers} GPUs for {workers} workers: training on the CPU"
             )
             gpus = 0
-        return LocalBackend(self._runner(), jobs_dir, self.settings.timeout_min, workers, gpus)
+        return LocalBackend(
+            self._runner(), jobs_dir, self.settings.timeout_min, workers, gpus, self.settings.preload
+        )
 
     def _slurm_backend(self, jobs_dir: Path) -> Backend:
         """The slurm backend, after checking that no SQLite store the jobs write sits on a network FS."""

@@ -1,25 +1,32 @@
 """The local backend: jobs run on this machine, in one long-lived Python process per worker slot.
 
 A slot's process (``launchers.local_slot``) runs job after job, so the interpreter, Hydra and TensorFlow
-start once per slot rather than once per trial. It is a plain subprocess fed through pipes, not a
-submitit job or a multiprocessing worker: submitit's unit is one call per process (its time limit and
-cancel act on the whole process), and multiprocessing's spawn re-runs the user's ``__main__`` script in
-every worker and pickles task functions by name, which breaks ``@hydra.main`` scripts and closures. The
-pickles are cloudpickle's, as submitit's are. Slot processes outlive one ``launch`` (the batch sweeper
-launches once per batch), like joblib's reusable executor, and end with the driver.
+start once per slot rather than once per trial. Slots are forked by a zygote process
+(``launchers.slot_zygote``) started as the sweep sets up, which imports ``launcher.preload`` (hpo's app:
+its trials' libraries) while the driver gets ready: every slot starts with them loaded, and TensorFlow's
+import is paid once per sweep, not once per slot. Jobs come through pipes as cloudpickle's pickles (as
+submitit's are), not as multiprocessing tasks: multiprocessing runs the user's ``__main__`` script again in
+its spawned and fork-server workers and pickles task functions by name, which breaks ``@hydra.main``
+scripts and closures, and submitit's unit is one call per process (its time limit and cancel act on the
+whole process). Slot processes outlive one ``launch`` (the batch sweeper launches once per batch), like
+joblib's reusable executor, and end with the driver.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import pickle
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as connection_wait
@@ -32,61 +39,160 @@ from hpo.core.errors import BackendError
 from launchers.backend import Backend, JobHandle, settled
 from launchers.hydra_job import JobResult, JobRunner, JobSpec
 from launchers.local_slot import JobRequest
+from launchers.slot_zygote import INT
 
 # how long a cancelled or timed-out job gets to stop after SIGTERM before its process is killed
 KILL_GRACE_S = 10.0
 # the longest the sweeper waits for a job to stop before checking time limits again
 CHECK_INTERVAL_S = 1.0
+# how long an ended slot's exit status may take to come from the zygote, after a SIGKILL
+STATUS_WAIT_S = 5.0
+# a slot whose zygote ended before it could report the slot's exit status
+UNKNOWN_EXIT = 255
 
 
-class SlotProcess:
-    """One slot's process and the pipes to it; ``busy`` while a job sent to it has not come back."""
+class SlotZygote:
+    """The process local slots are forked from (``launchers.slot_zygote``), with the modules it imported
+    before its first fork, and the socket to it."""
 
-    def __init__(self, gpus: list[int], log_path: Path) -> None:
-        self.gpus = gpus
-        jobs_read, jobs_write = os.pipe()
-        results_read, results_write = os.pipe()
-        prunes_read, prunes_write = os.pipe()
-        fds = (jobs_read, results_write, prunes_read)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log:
+    def __init__(self, modules: Sequence[str], log_path: Path | None) -> None:
+        self.modules = tuple(modules)
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path or os.devnull, "ab") as log, theirs:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "launchers.local_slot", *(str(fd) for fd in fds)],
-                env={**os.environ, "CUDA_VISIBLE_DEVICES": self.visible_devices},
-                pass_fds=fds,
+                [sys.executable, "-m", "launchers.slot_zygote", str(theirs.fileno()), ",".join(modules)],
+                pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        for fd in fds:
-            os.close(fd)
+        # slots whose pid has not come back yet, in the order they were asked for
+        self._forking: deque[SlotProcess] = deque()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def fork(self, slot: SlotProcess, fds: tuple[int, int, int, int], log_path: Path) -> None:
+        """Ask for ``slot``'s process, with its pipes' ends ``fds`` (jobs, results, prunes, status); never
+        waits for the zygote, whose imports may still be under way."""
+        request = json.dumps({"log_path": str(log_path), "visible_devices": slot.visible_devices}).encode()
+        socket.send_fds(self.control, [INT.pack(len(request))], list(fds))
+        self.control.sendall(request)
+        self._forking.append(slot)
+
+    def receive_pids(self, *, wait: bool) -> None:
+        """Take the pids the zygote has sent back (``wait``: until every slot asked for has its own)."""
+        if self.control.fileno() == -1:  # replaced by another zygote: the pids asked for are not read
+            self._forking.clear()
+        while self._forking:
+            if not wait and not select.select([self.control], [], [], 0)[0]:
+                return
+            try:
+                data = self.control.recv(INT.size, socket.MSG_WAITALL)
+            except OSError:
+                data = b""
+            if len(data) != INT.size:  # the zygote is gone: no slot asked for will start
+                self._forking.clear()
+                return
+            self._forking.popleft().pid = INT.unpack(data)[0]
+
+    def close(self) -> None:
+        """End the zygote now, its imports done or not (slots it forked live on until their pipes close)."""
+        self.control.close()
+        self.process.kill()
+        self.process.wait()
+
+
+_zygote: SlotZygote | None = None
+
+
+def start_preloading(modules: Sequence[str], jobs_dir: Path | None) -> SlotZygote:
+    """The slot zygote, started now, importing ``modules`` (its output in ``jobs_dir/preload.log``, or
+    discarded), unless one that imports the same runs already; slots started later are forked from it with
+    the modules loaded. A zygote it replaces ends with the last of its slots."""
+    global _zygote
+    if _zygote is None or not _zygote.alive() or _zygote.modules != tuple(modules):
+        if _zygote is not None:
+            _zygote.control.close()
+        _zygote = SlotZygote(modules, None if jobs_dir is None else jobs_dir / "preload.log")
+    return _zygote
+
+
+def stop_preloading() -> None:
+    """End the slot zygote a sweep on another backend has no use for (the CLI starts one first thing)."""
+    global _zygote
+    if _zygote is not None and not _slots:
+        _zygote.close()
+        _zygote = None
+
+
+def _current_zygote(jobs_dir: Path) -> SlotZygote:
+    """The running slot zygote, or a new one importing what the last one did."""
+    return start_preloading(_zygote.modules if _zygote is not None else (), jobs_dir)
+
+
+class SlotProcess:
+    """One slot's process and the pipes to it; ``busy`` while a job sent to it has not come back. Its
+    exit status comes from the zygote that forked it, on a pipe of its own."""
+
+    def __init__(self, gpus: list[int], log_path: Path, zygote: SlotZygote) -> None:
+        self.gpus = gpus
+        self.pid: int | None = None
+        self.busy = False
+        self.zygote = zygote
+        self._code: int | None = None
+        jobs_read, jobs_write = os.pipe()
+        results_read, results_write = os.pipe()
+        prunes_read, prunes_write = os.pipe()
+        status_read, status_write = os.pipe()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        theirs = (jobs_read, results_write, prunes_read, status_write)
+        try:
+            zygote.fork(self, theirs, log_path)
+        finally:
+            for fd in theirs:
+                os.close(fd)
         self.jobs = Connection(jobs_write, readable=False)
         self.results = Connection(results_read, writable=False)
         self.prunes = Connection(prunes_write, readable=False)
-        self.busy = False
+        self._status = status_read
 
     @property
     def visible_devices(self) -> str:
         return ",".join(str(gpu) for gpu in self.gpus)
 
+    def exitcode(self, timeout_s: float = 0.0) -> int | None:
+        """The process's exit code (negative: the signal that killed it), waiting up to ``timeout_s`` for it;
+        None while it runs or has yet to start."""
+        if self._code is None and select.select([self._status], [], [], timeout_s)[0]:
+            data = os.read(self._status, INT.size)
+            self._code = INT.unpack(data)[0] if len(data) == INT.size else UNKNOWN_EXIT
+        return self._code
+
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.exitcode() is None
 
     def kill(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, sig)
+        """Send ``sig`` to the process's group (its job's processes too), once the zygote has forked it."""
+        self.zygote.receive_pids(wait=True)
+        if self.pid is not None and self.alive():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
 
     def close(self, wait_s: float = 1.0) -> None:
-        """Let the process end on its own (it exits at EOF), killing it if it has not within ``wait_s``."""
+        """Let the process end on its own (it exits at EOF), killing it if it has not within ``wait_s``; one
+        the zygote has yet to fork reads that EOF as it starts, and ends."""
         self.jobs.close()
-        try:
-            self.process.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
+        self.zygote.receive_pids(wait=False)
+        if self.pid is not None and self.exitcode(wait_s) is None:
             self.kill(signal.SIGKILL)
-            self.process.wait()
+            self.exitcode(STATUS_WAIT_S)
         self.results.close()
         self.prunes.close()
+        os.close(self._status)
 
 
 # slot number -> its process, shared by every LocalBackend of this driver
@@ -105,17 +211,21 @@ def _close_slots() -> None:
     for process in _slots.values():
         process.close(wait_s=max(deadline - time.monotonic(), 0.0))
     _slots.clear()
+    if _zygote is not None:
+        _zygote.close()
 
 
 def _slot_process(slot: int, gpus: list[int], log_path: Path) -> SlotProcess:
     """The idle process of ``slot``, started (again) if it has none, or one that is busy, dead or on
     other GPUs."""
     current = _slots.get(slot)
-    if current is not None and not current.busy and current.alive() and current.gpus == gpus:
+    zygote = _current_zygote(log_path.parent.parent)
+    reusable = current is not None and current.zygote is zygote and current.gpus == gpus
+    if current is not None and reusable and not current.busy and current.alive():
         return current
     if current is not None and not current.busy:
         current.close()
-    _slots[slot] = SlotProcess(gpus, log_path)
+    _slots[slot] = SlotProcess(gpus, log_path, zygote)
     return _slots[slot]
 
 
@@ -147,7 +257,7 @@ class LocalJobHandle(JobHandle):
             return True
         if self._receive():
             return True
-        code = self._slot.process.poll()
+        code = self._slot.exitcode()
         if code is not None:
             if not self._receive():
                 reason = self._stopping[0] if self._stopping else _describe_exit(code)
@@ -244,7 +354,13 @@ class LocalBackend(Backend):
     """
 
     def __init__(
-        self, runner: JobRunner, jobs_dir: Path, timeout_min: int, workers: int, gpus_per_worker: int
+        self,
+        runner: JobRunner,
+        jobs_dir: Path,
+        timeout_min: int,
+        workers: int,
+        gpus_per_worker: int,
+        preload: Sequence[str] = (),
     ) -> None:
         import cloudpickle
 
@@ -262,7 +378,8 @@ class LocalBackend(Backend):
         self._runner_path = self._path("runner") / f"{uuid.uuid4().hex}.pkl"
         self._runner_path.parent.mkdir(parents=True, exist_ok=True)
         self._runner_path.write_bytes(cloudpickle.dumps(runner))
-        # start every slot now, loading the runner, while the sweeper gets its first trials ready
+        # start every slot now: libraries and runner load while the sweeper gets its first trials ready
+        start_preloading(preload, jobs_dir)
         for slot, gpus in enumerate(self._slot_gpus):
             process = _slot_process(slot, gpus, self._slot_log(slot))
             with contextlib.suppress(OSError):

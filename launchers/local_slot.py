@@ -1,5 +1,4 @@
-"""``python -m launchers.local_slot JOBS_FD RESULTS_FD PRUNES_FD``: one local worker slot's long-lived
-process.
+"""One local worker slot's long-lived process (``run_slot``, forked by ``launchers.slot_zygote``).
 
 It reads job requests from one pipe, runs them one at a time and writes each ``JobResult`` to the other,
 so Python, Hydra and whatever the task imports (TensorFlow) load once per slot instead of once per job.
@@ -30,8 +29,7 @@ from hpo.core.process import own_process
 if TYPE_CHECKING:
     from launchers.hydra_job import JobResult
 
-# how often the process checks that the driver is still alive, and how long a job then gets to stop
-PARENT_CHECK_S = 1.0
+# how long the running job gets to stop once the driver is gone
 ORPHAN_GRACE_S = 10.0
 
 
@@ -58,35 +56,25 @@ class _Current:
 
 
 def _listen_for_prunes(prunes: Connection) -> None:
-    """Prune the job the driver names on ``prunes``, now if it runs, else as it starts."""
+    """Prune the job the driver names on ``prunes``, now if it runs, else as it starts. The pipe's end
+    means the driver is gone (it closes it last, once this process has ended): the running job is
+    interrupted (it can record itself as killed), then this slot and whatever the job started end."""
 
     def listen() -> None:
         while True:
             try:
                 num = pickle.loads(prunes.recv_bytes())
             except (EOFError, OSError):
-                return
+                break
             with _Current.lock:
                 _Current.pruned = num
                 if num == _Current.num:
                     trial_channel.prune()
-
-    threading.Thread(target=listen, name="prune-listener", daemon=True).start()
-
-
-def _exit_with_parent() -> None:
-    """Interrupt the running job once the driver is gone (it can record itself as killed), then end this
-    slot and whatever the job started."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_S)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(ORPHAN_GRACE_S)
         os.killpg(0, signal.SIGKILL)
 
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    threading.Thread(target=listen, name="prune-listener", daemon=True).start()
 
 
 def _redirect_output(log_path: str) -> None:
@@ -144,7 +132,7 @@ def serve(jobs: Connection, results: Connection) -> None:
         with open(request.spec_path, "rb") as f:
             spec = pickle.load(f)
         num = request.num
-        # plain dicts (this module runs as __main__, so a class of its own would not unpickle in the driver)
+        # progress goes as plain dicts, which the driver tells from the JobResult that ends the job
         trial_channel.set_sink(lambda progress: results.send_bytes(pickle.dumps(progress)))
         with _Current.lock:
             trial_channel.reset()
@@ -160,13 +148,19 @@ def serve(jobs: Connection, results: Connection) -> None:
         results.send_bytes(_dumps_result(ret, num))
 
 
-def main() -> None:
+def run_slot(jobs_fd: int, results_fd: int, prunes_fd: int, log_path: str, visible_devices: str) -> None:
+    """The slot's process: in a session of its own (the driver stops it and what its job started as a
+    group), seeing only its GPUs, writing to its log, serving jobs until the driver closes the jobs pipe."""
+    os.setsid()
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible_devices
+    _redirect_output(log_path)
     own_process()
-    _exit_with_parent()
-    jobs_fd, results_fd, prunes_fd = (int(fd) for fd in sys.argv[1:4])
-    _listen_for_prunes(Connection(prunes_fd, writable=False))
+    jobs = Connection(jobs_fd, writable=False)
+    results = Connection(results_fd, readable=False)
+    prunes = Connection(prunes_fd, writable=False)
+    _listen_for_prunes(prunes)
     try:
-        serve(Connection(jobs_fd, writable=False), Connection(results_fd, readable=False))
+        serve(jobs, results)
     except KeyboardInterrupt:
         sys.exit(130)
     # the driver closed the pipe: every job has come back, with its runs closed, so nothing is left to do and
@@ -174,7 +168,3 @@ def main() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-if __name__ == "__main__":
-    main()

@@ -131,7 +131,8 @@ def log_keras_model(model: keras.Model, example: np.ndarray) -> None:
     import tensorflow as tf
     from mlflow.models import infer_signature
 
-    signature = infer_signature(example, model.predict(example, verbose=0))
+    # one eager call: predict() would trace a function of its own for a handful of examples
+    signature = infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False)))
     mlflow.keras.log_model(
         model,
         name="model",

@@ -37,10 +37,10 @@ from hpo.core.errors import BackendError
 # what the sweep's processes and KerasTuner's import, compiled once before timing (as in a usual install)
 WARM_IMPORTS = (
     "hpo.driver.cli, hpo.driver.sweeper, hpo.driver.trial_loop, hpo.reports.cli, hpo.reports.plots, "
-    "launchers.local, launchers.local_slot, worker.trial, worker.trainer, worker.models, worker.datasets, "
-    "worker.reports, worker.run_logging, mlflow, mlflow.keras, optuna.visualization, "
-    "optuna.visualization.matplotlib, optuna.importance, plotly, matplotlib.pyplot, keras_tuner, "
-    "hpo.bench.kerastuner_search"
+    "launchers.local, launchers.local_slot, launchers.slot_zygote, worker.libraries, worker.trial, "
+    "worker.trainer, worker.models, worker.datasets, worker.reports, worker.run_logging, mlflow, "
+    "mlflow.keras, optuna.visualization, optuna.visualization.matplotlib, optuna.importance, plotly, "
+    "matplotlib.pyplot, keras_tuner, hpo.bench.kerastuner_search"
 )
 # the final reports a finished sweep's parent run holds under reports/ (plots: when a trial completed)
 FINAL_REPORTS = ("trials.csv", "report.html", "optimization_history.png")

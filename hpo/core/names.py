@@ -9,6 +9,8 @@ TRIAL_RUN_ENV = "HPO_TRIAL_RUN_ID"
 BEST_SO_FAR_ENV = "HPO_BEST_SO_FAR"
 # set to any value: hpo's commands show the traceback of a failure instead of one line
 DEBUG_ENV = "HPO_DEBUG"
+# the module that imports every library a trial loads: what hpo's local slots have loaded before a job
+TRIAL_LIBRARIES = "worker.libraries"
 
 # the child-run tag holding the trial's Optuna state (COMPLETE, FAIL): set with the run's end by the trial
 # (or a remote trial's backend), else once the study is told

@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from omegaconf.nodes import IntegerNode
 
 from hpo.core.errors import ConfigError
+from hpo.core.names import TRIAL_LIBRARIES
 
 PAYLOAD_KEYS = ("seed", "dataset", "model", "mode", "hardware", "trainer", "launcher", "mlflow", "reports")
 
@@ -427,6 +428,9 @@ class LauncherConf:
     price_per_hour: float | None = None
     # seconds between two checks of the running jobs, where the backend cannot wake the sweeper itself
     poll_interval_s: float = 0.1
+    # modules every local slot has loaded before its first job, imported once per sweep, in the process the
+    # slots are forked from (hpo's app: its trials' libraries)
+    preload: list[str] = field(default_factory=list)
     runpod: RunPodConf = field(default_factory=RunPodConf)
     slurm: SlurmConf = field(default_factory=SlurmConf)
 
@@ -480,9 +484,10 @@ class MLflowConf:
 
 @dataclass
 class ReportsConf:
-    # which trials draw plots (curves, confusion matrix, gradients, weights): every trial, only those
-    # that beat the best so far, or none (plots cost time on short trials)
-    plots: str = "all"
+    # which trials draw plots (curves, confusion matrix, gradients, weights): every trial, only those that
+    # beat the study's best when they started (the ones worth a look; drawing took a fifth of a short
+    # trial's time), or none
+    plots: str = "best"
 
     def __post_init__(self) -> None:
         _require(self.plots in ("all", "best", "none"), "reports.plots", "all, best or none", self.plots)
@@ -499,7 +504,8 @@ class HPOConfig:
     mode: ModeConf = field(default_factory=ModeConf)
     hardware: HardwareConf = field(default_factory=HardwareConf)
     trainer: TrainerConf = field(default_factory=TrainerConf)
-    launcher: LauncherConf = field(default_factory=LauncherConf)
+    # hpo's app preloads its trials' libraries in local slots; the launcher alone preloads nothing
+    launcher: LauncherConf = field(default_factory=lambda: LauncherConf(preload=[TRIAL_LIBRARIES]))
     mlflow: MLflowConf = field(default_factory=MLflowConf)
     reports: ReportsConf = field(default_factory=ReportsConf)
 

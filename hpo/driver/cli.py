@@ -13,10 +13,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hpo.core.errors import HPOError
 from hpo.core.failures import report_failure
-from hpo.core.names import DEBUG_ENV
+from hpo.core.names import DEBUG_ENV, TRIAL_LIBRARIES
 from hpo.core.process import own_process
 from hpo.core.schema import register_configs
 from hpo.driver.imports import leave_out_unused_libraries
+from launchers.local import start_preloading
 from worker.task import run
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -48,6 +49,9 @@ def main() -> int:
     """Run hpo's Hydra app; returns the process exit code."""
     if _sweeping(sys.argv[1:]):
         leave_out_unused_libraries()
+        # local slots' libraries start loading now, before Hydra composes the config, in the process the
+        # slots are forked from: the launcher keeps it for a local sweep that preloads them, else ends it
+        start_preloading([TRIAL_LIBRARIES], None)
     debug = bool(os.environ.get(DEBUG_ENV))
     os.environ["HYDRA_FULL_ERROR"] = "1"
     register_configs()

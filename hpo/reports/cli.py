@@ -84,8 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get(DEBUG_ENV):
             raise
         return report_failure(exc, isinstance(exc, HPOError))
-    if not args.when_told:  # told by a sweep, whose driver prints its own summary
-        print_summary(report, source, published, args.top)
+    if args.when_told:
+        # told by a sweep, whose driver prints its own summary and waits for this process: the reports are in
+        # MLflow, and the interpreter's teardown of the plotting libraries would add a second to that wait
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    print_summary(report, source, published, args.top)
     return 0
 
 
@@ -101,9 +106,10 @@ def _ready_when_told(tracking_uri: str | None, *, plots: bool) -> bool:
     if tracking_uri is not None:
         _client(tracking_uri)
     if plots:
-        from hpo.reports.plots import load_libraries
+        from hpo.reports.plots import load_libraries, warm_up
 
         load_libraries()
+        warm_up()
     return bool(sys.stdin.readline())
 
 

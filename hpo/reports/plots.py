@@ -1,4 +1,5 @@
-"""A sweep's plots: Optuna's history, importances, parallel coordinates and slices as HTML and PNG."""
+"""A sweep's plots: Optuna's history, importances, parallel coordinates and slices as HTML, the first two
+as PNG too."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "slice")
+# the plots that also get a PNG (matplotlib's): the parallel-coordinate and slice plots' PNGs took most of a
+# final report's time and read poorly at a fixed size (a panel or an axis per parameter): HTML only
+PNG_PLOTS = ("optimization_history", "param_importances")
 PAGE_FILE = "report.html"
 _PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title}</title><script>{plotlyjs}</script></head>
@@ -36,6 +40,32 @@ def load_libraries() -> None:
     import optuna.visualization  # noqa: F401
     import optuna.visualization.matplotlib  # noqa: F401
     import plotly.offline  # noqa: F401
+
+
+def warm_up() -> None:
+    """Draw a small plot of each kind once, off the record: a first figure costs a fresh process its fonts,
+    text engine and templates, which a reporter waiting for the end of a sweep pays in advance."""
+    import io
+
+    import matplotlib.pyplot as plt
+    import optuna
+    import optuna.visualization as vis
+    import optuna.visualization.matplotlib as vis_mpl
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    for x in (0.5, 1.0):
+        study.enqueue_trial({"x": x})
+        study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0) ** 2, n_trials=1)
+    vis.plot_optimization_history(study).to_html(full_html=False, include_plotlyjs=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vis_mpl.plot_optimization_history(study)
+    figure = plt.gcf()
+    try:
+        figure.savefig(io.BytesIO(), format="png", dpi=100, bbox_inches="tight")
+    finally:
+        plt.close("all")
 
 
 def importances(report: SweepReport) -> dict[str, float]:
@@ -66,7 +96,8 @@ def importances(report: SweepReport) -> dict[str, float]:
 
 def draw(report: SweepReport, out_dir: Path) -> list[Path]:
     """Draw every plot that the trials allow into ``out_dir``: ``<plot>.html`` (plotly.js from its CDN),
-    ``<plot>.png``, and ``report.html`` with all of them and plotly.js inline, to view offline."""
+    ``<plot>.png`` for those in PNG_PLOTS, and ``report.html`` with all of them and plotly.js inline, to view
+    offline."""
     from plotly.offline import get_plotlyjs
 
     if not report.completed:
@@ -101,7 +132,7 @@ def draw(report: SweepReport, out_dir: Path) -> list[Path]:
         html = out_dir / f"{name}.html"
         figure.write_html(html, include_plotlyjs="cdn")
         figures.append(figure.to_html(full_html=False, include_plotlyjs=False))
-        written += [html, png]
+        written += [html] if png is None else [html, png]
     best = report.best()
     summary = (
         f"{len(report.trials)} trials, {len(report.completed)} completed, {len(report.failed)} failed"
@@ -123,8 +154,8 @@ def _plot_params(report: SweepReport) -> list[str]:
     return [n for n in report.varying_params() if n in known]
 
 
-def _plot(name: str, study: optuna.Study, kwargs: dict[str, Any], out_dir: Path) -> tuple[Any, Path]:
-    """One plot as a plotly figure, and as a PNG drawn with matplotlib's Agg backend."""
+def _plot(name: str, study: optuna.Study, kwargs: dict[str, Any], out_dir: Path) -> tuple[Any, Path | None]:
+    """One plot as a plotly figure, and (in PNG_PLOTS) as a PNG drawn with matplotlib's Agg backend."""
     load_libraries()
     import matplotlib.pyplot as plt
     import numpy as np
@@ -132,8 +163,10 @@ def _plot(name: str, study: optuna.Study, kwargs: dict[str, Any], out_dir: Path)
     import optuna.visualization.matplotlib as vis_mpl
 
     plotly_fn: Callable[..., Any] = getattr(vis, f"plot_{name}")
-    mpl_fn: Callable[..., Any] = getattr(vis_mpl, f"plot_{name}")
     figure = plotly_fn(study, **kwargs)
+    if name not in PNG_PLOTS:
+        return figure, None
+    mpl_fn: Callable[..., Any] = getattr(vis_mpl, f"plot_{name}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         axes = mpl_fn(study, **kwargs)

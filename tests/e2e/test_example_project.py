@@ -34,6 +34,7 @@ SWEEP = [
     "trainer.max_epochs=2",
     "hydra.sweeper.n_trials=2",
     "launcher.workers=1",
+    "reports.plots=all",
     f"mlflow.experiment_name={EXPERIMENT}",
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from hydra._internal.callbacks import Callbacks
@@ -14,8 +15,11 @@ from hydra.types import HydraContext, RunMode, TaskFunction
 from launchers.launcher import HPOLauncher
 
 
-def make_launcher(task: TaskFunction, sweep_dir: Path, workers: int, gpus_per_worker: int = 0) -> HPOLauncher:
-    """``hydra/launcher=hpo`` with ``workers`` slots of ``gpus_per_worker`` GPUs, running ``task``."""
+def make_launcher(
+    task: TaskFunction, sweep_dir: Path, workers: int, gpus_per_worker: int = 0, preload: Sequence[str] = ()
+) -> HPOLauncher:
+    """``hydra/launcher=hpo`` with ``workers`` slots of ``gpus_per_worker`` GPUs (their processes forked with
+    ``preload`` imported), running ``task``."""
     hydra = Hydra.create_main_hydra2(task_name="test", config_search_path=create_config_search_path(None))
     cfg = hydra.compose_config(
         config_name=None,
@@ -24,6 +28,7 @@ def make_launcher(task: TaskFunction, sweep_dir: Path, workers: int, gpus_per_wo
             f"hydra.launcher.workers={workers}",
             f"hydra.launcher.gpus_per_worker={gpus_per_worker}",
             f"hydra.sweep.dir={sweep_dir}",
+            f"hydra.launcher.preload=[{','.join(preload)}]",
         ],
         run_mode=RunMode.MULTIRUN,
         with_log_configuration=False,

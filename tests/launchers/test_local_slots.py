@@ -4,6 +4,7 @@ environment, and a cancelled or timed-out job is stopped without holding up the 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from hydra.core.utils import JobStatus
 from hydra.types import TaskFunction
 from omegaconf import DictConfig
 
+from launchers import local
 from launchers.dispatch import InFlight, Job
 from launchers.launcher import HPOLauncher
 from tests.launchers import hpo_launcher
@@ -51,6 +53,21 @@ def test_a_slot_process_runs_job_after_job_in_the_environment_of_each_submission
     (second,) = launcher.launch([["+x=2"]], initial_job_idx=1)
     assert first.return_value[0] == second.return_value[0] != os.getpid(), "one process ran both jobs"
     assert (first.return_value[1], second.return_value[1]) == ("first", "second")
+
+
+def test_slots_are_forked_with_the_preloaded_modules_loaded(
+    tmp_path: Path, hydra_restore_singletons: Any
+) -> None:
+    def task(cfg: DictConfig) -> tuple[bool, int]:
+        return "xml.dom.minidom" in sys.modules, os.getppid()
+
+    launcher = hpo_launcher.make_launcher(task, tmp_path, workers=2, preload=["xml.dom.minidom"])
+    returns = launcher.launch([["+x=1"], ["+x=2"]], initial_job_idx=0)
+    zygote = local._zygote
+    assert zygote is not None and zygote.modules == ("xml.dom.minidom",)
+    assert [r.return_value for r in returns] == [(True, zygote.process.pid)] * 2, "forked by the zygote"
+    assert "xml.dom.minidom" not in sys.modules, "imported there, never in the driver"
+    assert (tmp_path / ".jobs" / "preload.log").is_file()
 
 
 def test_a_cancelled_job_stops_and_its_slot_takes_the_next_job(

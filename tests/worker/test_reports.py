@@ -125,7 +125,7 @@ def test_should_plot_rejects_unknown_policy_and_direction() -> None:
 
 
 def test_all_logs_architecture_plots_datasets_and_timing(store: str, trained: tuple[FitResult, Any]) -> None:
-    cfg = trial_config()
+    cfg = with_plots(trial_config(), "all")
     client, run_id = report(store, trained, cfg, 0.5, 0.9)
     assert artifacts(client, run_id) == ARCHITECTURE | PLOTS
     spec = json.loads(Path(client.download_artifacts(run_id, "architecture/architecture.json")).read_text())

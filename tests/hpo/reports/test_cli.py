@@ -61,7 +61,8 @@ def test_cli_publishes_and_prints_the_best_without_tensorflow(
     assert {a.path for a in client.list_artifacts(sweep.parent_run_id, REPORTS_DIR)} >= {
         f"{REPORTS_DIR}/trials.csv",
         f"{REPORTS_DIR}/report.html",
-        f"{REPORTS_DIR}/slice.png",
+        f"{REPORTS_DIR}/slice.html",
+        f"{REPORTS_DIR}/optimization_history.png",
     }
     assert client.get_run(sweep.parent_run_id).data.metrics["best_value"] == best.value
     assert (folder / REPORTS_DIR / "trials.csv").is_file()
@@ -161,4 +162,4 @@ def test_when_told_reports_only_on_a_line_and_exits_quietly_at_end_of_input(tmp_
     told.communicate("final\n", timeout=120)
     assert told.returncode == 0
     logged = {a.path for a in client.list_artifacts(sweep.parent_run_id, REPORTS_DIR)}
-    assert {f"{REPORTS_DIR}/trials.csv", f"{REPORTS_DIR}/report.html", f"{REPORTS_DIR}/slice.png"} <= logged
+    assert {f"{REPORTS_DIR}/trials.csv", f"{REPORTS_DIR}/report.html", f"{REPORTS_DIR}/slice.html"} <= logged

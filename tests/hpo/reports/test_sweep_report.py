@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from hpo.core.names import OPTUNA_STATE_TAG
 from hpo.records.registry import RegistryError, register_best, registry_name
 from hpo.reports import sweep_report as reports
-from hpo.reports.plots import PAGE_FILE, PLOTS
+from hpo.reports.plots import PAGE_FILE, PLOTS, PNG_PLOTS
 from hpo.reports.sweep_report import CSV_FILE, REPORTS_DIR, ChildRuns, LiveReport, SweepReport
 from tests.hpo.reports.fake_sweep import build_sweep, new_store, score
 
@@ -42,10 +42,13 @@ def test_report_files_csv_and_parent_metrics(tracking_uri: str, tmp_path: Path, 
     report.publish(client, sweep.parent_run_id)
 
     published = {a.path for a in client.list_artifacts(sweep.parent_run_id, REPORTS_DIR)}
-    expected = {f"{REPORTS_DIR}/{name}.{ext}" for name in PLOTS for ext in ("html", "png")}
+    expected = {f"{REPORTS_DIR}/{name}.html" for name in PLOTS} | {
+        f"{REPORTS_DIR}/{name}.png" for name in PNG_PLOTS
+    }
     assert published == {*expected, f"{REPORTS_DIR}/{CSV_FILE}", f"{REPORTS_DIR}/{PAGE_FILE}"}
+    assert f"{REPORTS_DIR}/slice.png" not in published, "the slice plot is HTML only"
     assert report.skipped == {}
-    assert (out / "slice.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "param_importances.png").read_bytes()[:4] == b"\x89PNG"
     assert "Plotly.newPlot" in (out / PAGE_FILE).read_text()
 
     rows = _rows(out / CSV_FILE)
@@ -96,7 +99,7 @@ def test_running_trials_hold_back_best_value_steps(tracking_uri: str, tmp_path: 
     first = live.refresh(sweep.study)
     assert [t.state for t in first.trials] == ["FAIL", "COMPLETE", "RUNNING", "COMPLETE", "COMPLETE"]
     assert [m.step for m in client.get_metric_history(sweep.parent_run_id, "best_value")] == [1]
-    drawn = {tmp_path / "reports" / f"{name}.png" for name in PLOTS if name != "param_importances"}
+    drawn = {tmp_path / "reports" / f"{name}.html" for name in PLOTS if name != "param_importances"}
     assert set(first.written) >= drawn and "param_importances" in first.skipped, "3 trials, 4 parameters"
 
     second = live.refresh(sweep.study)
