@@ -56,18 +56,24 @@ def test_a_slot_process_runs_job_after_job_in_the_environment_of_each_submission
 
 
 def test_slots_are_forked_with_the_preloaded_modules_loaded(
-    tmp_path: Path, hydra_restore_singletons: Any
+    tmp_path: Path, hydra_restore_singletons: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def task(cfg: DictConfig) -> tuple[bool, int]:
-        return "xml.dom.minidom" in sys.modules, os.getppid()
+    """A preloaded module is imported once, by the zygote, and every slot forked from it has it loaded."""
+    probe, imports = tmp_path / "lib" / "hpo_preload_probe.py", tmp_path / "imports"
+    probe.parent.mkdir()
+    probe.write_text(f"import os\nopen({str(imports)!r}, 'a').write(f'{{os.getpid()}}\\n')\n")
+    monkeypatch.setenv("PYTHONPATH", str(probe.parent))
 
-    launcher = hpo_launcher.make_launcher(task, tmp_path, workers=2, preload=["xml.dom.minidom"])
+    def task(cfg: DictConfig) -> tuple[bool, int]:
+        return "hpo_preload_probe" in sys.modules, os.getppid()
+
+    launcher = hpo_launcher.make_launcher(task, tmp_path / "sweep", workers=2, preload=["hpo_preload_probe"])
     returns = launcher.launch([["+x=1"], ["+x=2"]], initial_job_idx=0)
     zygote = local._zygote
-    assert zygote is not None and zygote.modules == ("xml.dom.minidom",)
+    assert zygote is not None and zygote.modules == ("hpo_preload_probe",)
     assert [r.return_value for r in returns] == [(True, zygote.process.pid)] * 2, "forked by the zygote"
-    assert "xml.dom.minidom" not in sys.modules, "imported there, never in the driver"
-    assert (tmp_path / ".jobs" / "preload.log").is_file()
+    assert imports.read_text().split() == [str(zygote.process.pid)], "imported once, by the zygote alone"
+    assert (tmp_path / "sweep" / ".jobs" / "preload.log").is_file()
 
 
 def test_a_cancelled_job_stops_and_its_slot_takes_the_next_job(
