@@ -2,7 +2,6 @@
 (``launcher.preload``), so that TensorFlow, Keras, MLflow and matplotlib are imported once per sweep."""
 
 import mlflow.keras  # noqa: F401
-import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 (a SQL store's, loaded by a trial's first run)
 
 import worker.reports  # noqa: F401
 import worker.trial  # noqa: F401
