@@ -287,6 +287,8 @@ class TrialLoop:
         """A stopped job's outcome, its slot freed and its end recorded."""
         ret = self.launcher.collect(job)
         values, error = outcome(ret, len(self.study.directions))
+        if self.prunes and job.num not in self.pruning:
+            self._report(job)
         self.reported.pop(job.num, None)
         pruned = values is None and job.num in self.pruning
         self.pruning.discard(job.num)
@@ -302,23 +304,29 @@ class TrialLoop:
 
     def _judge(self) -> None:
         """Report each running trial's epochs not reported yet to the study, and stop those its pruner gives
-        up on."""
+        up on before their last epoch (after it, a stop saves nothing and the trial's result is whole)."""
         if not self.prunes:
             return
         for job in self.launcher.running:
-            trial, progress = self.trials.get(job.num), job.handle.progress or {}
-            epoch, value = progress.get("epoch"), progress.get("objective")
-            if trial is None or job.num in self.pruning or epoch is None or value is None:
+            if job.num in self.pruning or (reported := self._report(job)) is None:
                 continue
-            if int(epoch) <= self.reported.get(job.num, 0):
-                continue
-            self.reported[job.num] = int(epoch)
-            trial.report(float(value), step=int(epoch))
-            if trial.should_prune():
+            epoch, value, last = reported
+            if not last and self.trials[job.num].should_prune():
                 job.handle.prune()
                 self.pruning.add(job.num)
-                self.events.write("prune", job.num, epoch=int(epoch), value=float(value))
-                log.info(f"#{job.num} pruned at epoch {epoch}: {self.sweep.objective}={float(value):.4f}")
+                self.events.write("prune", job.num, epoch=epoch, value=value)
+                log.info(f"#{job.num} pruned at epoch {epoch}: {self.sweep.objective}={value:.4f}")
+
+    def _report(self, job: Job) -> tuple[int, float, bool] | None:
+        """Report a job's latest epoch to its trial unless reported already: the epoch, its objective and
+        whether it was the last, or None."""
+        trial, progress = self.trials.get(job.num), job.handle.progress or {}
+        epoch, value, epochs = progress.get("epoch"), progress.get("objective"), progress.get("epochs")
+        if trial is None or epoch is None or value is None or int(epoch) <= self.reported.get(job.num, 0):
+            return None
+        self.reported[job.num] = int(epoch)
+        trial.report(float(value), step=int(epoch))
+        return int(epoch), float(value), epochs is not None and int(epoch) >= int(epochs)
 
     def _tell(self, stop: Stopped) -> None:
         """Tell the study a stopped job's result (slower bookkeeping waits for ``_record``)."""

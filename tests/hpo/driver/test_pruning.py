@@ -114,21 +114,26 @@ class TrialPruned(Exception):
 
 
 def curves(
-    values: dict[int, float], judge: Verdicts | None = None, *, finish_first: Sequence[int] = ()
+    values: dict[int, float | Sequence[float]],
+    judge: Verdicts | None = None,
+    *,
+    finish_first: Sequence[int] = (),
 ) -> Train:
-    """Training that reports trial n's value ``values[n]`` at every epoch, waits for ``judge``'s verdict on
-    each (none without a pruner), and stops at the epoch it is pruned, unless n is in ``finish_first``: its
-    last epoch then ends before the prune takes effect."""
+    """Training that reports trial n's value ``values[n]`` at every epoch (or its epochs' values), waits for
+    ``judge``'s verdict on each but the last (none without a pruner), and stops at the epoch it is pruned,
+    unless n is in ``finish_first``: its last epoch then ends before the prune takes effect."""
 
     def train(spec: JobSpec, handle: EpochHandle) -> float:
+        given = values[spec.num]
+        per_epoch = [float(given)] * EPOCHS if isinstance(given, (int, float)) else list(given)
         doomed = False
-        for epoch in range(1, EPOCHS + 1):
-            handle.progress = {"epoch": epoch, "epochs": EPOCHS, "objective": values[spec.num]}
-            doomed = doomed or (judge is not None and judge.wait(spec.num, epoch))
+        for epoch, value in enumerate(per_epoch, start=1):
+            handle.progress = {"epoch": epoch, "epochs": EPOCHS, "objective": value}
+            doomed = doomed or (judge is not None and epoch < EPOCHS and judge.wait(spec.num, epoch))
             if doomed and spec.num not in finish_first:
                 assert handle.pruned.wait(30), "pruned in the study, but the job was not told"
                 raise TrialPruned(f"pruned after epoch {epoch}")
-        return values[spec.num]
+        return per_epoch[-1]
 
     return train
 
@@ -209,6 +214,16 @@ def test_a_trial_that_completed_before_its_prune_took_effect_is_complete(
     assert r.backend.handles[1].pruned.is_set(), "the pruner gave up on it"
     assert [t.state for t in r.study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
     assert r.study.trials[1].value == 0.1
+
+
+def test_a_trial_behind_only_at_its_last_epoch_completes(rig: Callable[..., Rig], tmp_path: Path) -> None:
+    judge = Verdicts()
+    r = rig(curves({0: 0.9, 1: (0.95, 0.95, 0.1)}, judge), _study(tmp_path, judge), n_trials=2)
+    r.loop.run()
+    assert [t.state for t in r.study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert r.study.trials[1].intermediate_values == {1: 0.95, 2: 0.95, 3: 0.1}, "every epoch reported"
+    assert (1, EPOCHS) not in judge.verdicts, "a stop after the last epoch saves nothing: never judged"
+    assert not r.backend.handles[1].pruned.is_set() and r.study.trials[1].value == 0.1
 
 
 def test_without_a_pruner_no_trial_reports_or_stops(rig: Callable[..., Rig], tmp_path: Path) -> None:
