@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     e2e.add_argument(
         "--pruner",
         nargs="+",
-        help="hpo's hydra/sweeper/pruner options, one hpo sweep each per seed, e.g. none hyperband "
-        "(default: the sweep's)",
+        help="hpo's hydra/sweeper/pruner options, one hpo sweep each per seed, each with its settings if "
+        "any, e.g. none hyperband successive_halving,min_resource=2 (default: the sweep's)",
     )
     e2e.add_argument(
         "--kerastuner",

@@ -49,7 +49,8 @@ TIMEOUT_S = 1800
 
 @dataclass
 class Case:
-    """One comparison: the sweep's shape and seed, and the pruner hpo uses (None: the sweep's default)."""
+    """One comparison: the sweep's shape and seed, and the pruner hpo uses (None: the sweep's default), an
+    option with its settings if any: ``successive_halving,min_resource=2``."""
 
     trials: int
     epochs: int
@@ -81,6 +82,21 @@ def run_hpo(case: Case, directory: Path) -> dict[str, Any]:
     """hpo's sweep command in ``directory``, timed from its start to its exit, with its breakdown."""
     directory.mkdir(parents=True)
     sweep_dir = directory / "sweep"
+    command = hpo_command(case, sweep_dir)
+    started, code, cpu_s = _timed(command, directory, directory / "hpo.log")
+    ended = time.time()
+    if code != 0:
+        _fail("hpo's sweep", code, directory / "hpo.log")
+    figures = breakdown(
+        started, ended, read_events(sweep_dir), *first_trial(f"sqlite:///{directory}/mlflow.db")
+    )
+    figures["cpu_s"] = cpu_s
+    figures["reports_complete"] = reports_complete(f"sqlite:///{directory}/mlflow.db")
+    return figures
+
+
+def hpo_command(case: Case, sweep_dir: Path) -> list[str]:
+    """The README's sweep command in the case's shape, seed and pruner."""
     command = [
         sys.executable,
         "-m",
@@ -93,17 +109,10 @@ def run_hpo(case: Case, directory: Path) -> dict[str, Any]:
         f"hydra.sweep.dir={sweep_dir}",
     ]
     if case.pruner is not None:
-        command.append(f"hydra/sweeper/pruner={case.pruner}")
-    started, code, cpu_s = _timed(command, directory, directory / "hpo.log")
-    ended = time.time()
-    if code != 0:
-        _fail("hpo's sweep", code, directory / "hpo.log")
-    figures = breakdown(
-        started, ended, read_events(sweep_dir), *first_trial(f"sqlite:///{directory}/mlflow.db")
-    )
-    figures["cpu_s"] = cpu_s
-    figures["reports_complete"] = reports_complete(f"sqlite:///{directory}/mlflow.db")
-    return figures
+        name, *settings = case.pruner.split(",")
+        command.append(f"hydra/sweeper/pruner={name}")
+        command += [f"hydra.sweeper.pruner.{setting}" for setting in settings]
+    return command
 
 
 def run_kerastuner(case: Case, directory: Path) -> dict[str, Any]:

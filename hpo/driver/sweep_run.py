@@ -131,13 +131,15 @@ class Sweep:
         path = results.write(self.sweep_dir, mlflow_info, self.study)
         metrics: dict[str, float] = {
             "trials_completed": len(results.completed),
+            "trials_pruned": len(results.pruned),
             "trials_failed": len(results.failed),
         }
         best = results.best
         if best is not None and best.objective is not None:
             metrics[f"best_{self.objective}"] = best.objective
         metrics.update(cost or {})
-        self.parent.finish(status, metrics, [path])
+        settled = len(results.completed) + len(results.pruned) + len(results.failed)
+        self.parent.finish(status, metrics, [path], step=settled)
         os.environ.pop(PARENT_RUN_ENV, None)
         return results
 
@@ -153,32 +155,40 @@ class Sweep:
         print(f"model:   {model.uri} (the best trial's model in the MLflow Model Registry)")
 
     def failure_summary(self, results: SweepResults, study: optuna.Study | None = None) -> str | None:
-        """Why the sweep produced nothing, when every trial failed: from the trials' runs, else from the
+        """Why the sweep produced nothing, when no trial completed: from the trials' runs, else from the
         errors ``study`` holds (trials whose config was refused where they ran, before they had a run)."""
+        from optuna.trial import TrialState
+
         if results.trials:
             if results.completed:
                 return None
-            count, number, error = (
-                len(results.trials),
-                results.failed[0].trial_number,
-                results.failed[0].error,
-            )
+            failed = [(t.trial_number, t.error) for t in results.failed]
+            pruned = len(results.pruned)
         else:
-            from optuna.trial import TrialState
-
-            told = (
-                study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-                if study
-                else []
-            )
-            if not told or any(t.state == TrialState.COMPLETE for t in told):
+            told_states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            told = study.get_trials(deepcopy=False, states=told_states) if study else []
+            if any(t.state == TrialState.COMPLETE for t in told):
                 return None
-            count, number, error = (
-                len(told),
-                told[0].number,
-                told[0].user_attrs.get(ERROR_TAG, "no error recorded"),
+            failed = [
+                (t.number, t.user_attrs.get(ERROR_TAG, "no error recorded"))
+                for t in told
+                if t.state == TrialState.FAIL
+            ]
+            pruned = sum(t.state == TrialState.PRUNED for t in told)
+        if failed:
+            number, error = failed[0]
+            counts = (
+                f"no trial completed: {len(failed)} failed, {pruned} pruned"
+                if pruned
+                else f"all {len(failed)} trials failed"
             )
-        return f"all {count} trials failed; trial #{number}: {error} (logs under {self.sweep_dir})"
+            return f"{counts}; trial #{number}: {error} (logs under {self.sweep_dir})"
+        if pruned:
+            return (
+                f"no trial completed: the pruner stopped all {pruned} early; loosen hydra.sweeper.pruner so "
+                "that some run to the end, or set hydra/sweeper/pruner=none"
+            )
+        return None
 
 
 class ReportRefresher:

@@ -137,10 +137,13 @@ class ParentRun:
                 trial.status = status
         return trials
 
-    def finish(self, status: str, metrics: Mapping[str, float], artifacts: Iterable[Path]) -> None:
-        """Log the sweep's final metrics and files and end the run with ``status``."""
+    def finish(
+        self, status: str, metrics: Mapping[str, float], artifacts: Iterable[Path], step: int = 0
+    ) -> None:
+        """Log the sweep's final metrics at ``step`` (the trials settled, the step its live reports log
+        their counts at, so that the last is the run's value) and its files, and end it with ``status``."""
         for key, value in metrics.items():
-            self.client.log_metric(self.run_id, key, float(value))
+            self.client.log_metric(self.run_id, key, float(value), step=step)
         for path in artifacts:
             self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, status)

@@ -239,8 +239,9 @@ def print_summary(report: SweepReport, source: Source, published: bool, top: int
     console = Console(markup=False) if tty else Console(file=plain, markup=False, no_color=True, width=400)
     style = box.SIMPLE_HEAD if tty else None
     cost = report.cost_usd_total
+    pruned = f"{len(report.pruned)} pruned, " if report.pruned else ""
     console.print(
-        f"{source.label}: {len(report.trials)} trials, {len(report.completed)} completed, "
+        f"{source.label}: {len(report.trials)} trials, {len(report.completed)} completed, {pruned}"
         f"{len(report.failed)} failed" + (f", ${cost:.4f}" if cost is not None else "")
     )
     names = report.varying_params()

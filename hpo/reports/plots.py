@@ -22,6 +22,8 @@ PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "sl
 # final report's time and read poorly at a fixed size (a panel or an axis per parameter): HTML only
 PNG_PLOTS = ("optimization_history", "param_importances")
 PAGE_FILE = "report.html"
+# the trial states a study rebuilt from the runs holds (a running trial has nothing to show yet)
+STATES = ("COMPLETE", "PRUNED", "FAIL")
 _PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title}</title><script>{plotlyjs}</script></head>
 <body style="font-family: sans-serif"><h2>{title}</h2><p>{summary}</p>
@@ -199,7 +201,7 @@ def rebuild_study(report: SweepReport) -> optuna.Study:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = report.varying_params()
-    settled = [t for t in report.trials if t.state in ("COMPLETE", "FAIL")]
+    settled = [t for t in report.trials if t.state in STATES]
     values = {n: [t.params[n] for t in settled if n in t.params] for n in names}
     dists: dict[str, Any] = {}
     for name, seen in values.items():
@@ -217,7 +219,7 @@ def rebuild_study(report: SweepReport) -> optuna.Study:
         params = {
             n: _choice(v) if isinstance(dists[n], CategoricalDistribution) else v for n, v in params.items()
         }
-        state = optuna.trial.TrialState.COMPLETE if t.state == "COMPLETE" else optuna.trial.TrialState.FAIL
+        state = optuna.trial.TrialState[t.state]
         study.add_trial(
             optuna.trial.create_trial(
                 state=state,

@@ -105,6 +105,10 @@ class SweepReport:
         return [t for t in self.trials if t.state == "COMPLETE" and t.objective is not None]
 
     @property
+    def pruned(self) -> list[TrialRow]:
+        return [t for t in self.trials if t.state == "PRUNED"]
+
+    @property
     def failed(self) -> list[TrialRow]:
         return [t for t in self.trials if t.state == "FAIL"]
 
@@ -185,8 +189,8 @@ class SweepReport:
 
     def publish(self, client: MlflowClient, parent_run_id: str, *, final: bool = True) -> None:
         """Log the files last written under ``reports/`` on the parent run, and its progress metrics:
-        ``best_value`` per trial number (only steps not logged yet), ``trials_completed``, ``trials_failed``
-        and ``cost_usd_total`` (when they changed)."""
+        ``best_value`` per trial number (only steps not logged yet), ``trials_completed``, ``trials_pruned``,
+        ``trials_failed`` and ``cost_usd_total`` (when they changed)."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -196,9 +200,10 @@ class SweepReport:
             Metric("best_value", v, now, n) for n, v in self.best_value_history(final=final) if n > last
         ]
         current = client.get_run(parent_run_id).data.metrics
-        settled = len(self.completed) + len(self.failed)
+        settled = len(self.completed) + len(self.pruned) + len(self.failed)
         totals: dict[str, float] = {
             "trials_completed": len(self.completed),
+            "trials_pruned": len(self.pruned),
             "trials_failed": len(self.failed),
         }
         if self.cost_usd_total is not None:

@@ -13,6 +13,7 @@ import yaml
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from hpo.bench import e2e
 from hpo.bench.e2e import breakdown, first_trial, read_events
 from hpo.driver.live import EventLog
 from tests.conftest import REPO_ROOT
@@ -54,6 +55,19 @@ def test_the_breakdown_reads_the_event_log_and_the_first_trials_run(tmp_path: Pa
     assert figures["to_first_epoch_s"] == pytest.approx(first_epoch - started, abs=1e-3)
     assert figures["trials_s"] == pytest.approx(times["finish", 3] - times["submit", 0], abs=1e-3)
     assert figures["after_last_s"] == pytest.approx(ended - times["finish", 3], abs=1e-3)
+
+
+def test_a_pruner_option_brings_its_settings_to_hpos_command(tmp_path: Path) -> None:
+    case = e2e.Case(8, 5, 2, seed=1, pruner="successive_halving,min_resource=2,bootstrap_count=1")
+    command = e2e.hpo_command(case, tmp_path)
+    assert command[-3:] == [
+        "hydra/sweeper/pruner=successive_halving",
+        "hydra.sweeper.pruner.min_resource=2",
+        "hydra.sweeper.pruner.bootstrap_count=1",
+    ]
+    assert "seed=1" in command and "hydra/sweeper/pruner=none" in e2e.hpo_command(
+        e2e.Case(8, 5, 2, seed=1, pruner="none"), tmp_path
+    )
 
 
 @pytest.mark.slow

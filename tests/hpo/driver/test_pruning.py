@@ -25,6 +25,8 @@ from hpo.driver.search_space import SearchSpace
 from hpo.driver.study import StudyState, open_study
 from hpo.driver.sweep_run import Sweep
 from hpo.driver.trial_loop import LoopRules, TrialLoop
+from hpo.reports.cli import Source, print_summary
+from hpo.reports.plots import rebuild_study
 from hpo.reports.sweep_report import CSV_FILE, SweepReport
 from launchers.backend import Backend
 from launchers.hydra_job import JobSpec
@@ -35,11 +37,11 @@ EPOCHS = 3
 
 
 class Verdicts(optuna.pruners.BasePruner):
-    """Optuna's median pruner, from the first epoch once one trial completed, recording each verdict so that
-    a job can wait for the driver's verdict on the epoch it reported."""
+    """Optuna's median pruner, from the first epoch once one trial completed (or ``pruner``), recording
+    each verdict so that a job can wait for the driver's verdict on the epoch it reported."""
 
-    def __init__(self) -> None:
-        self.median = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    def __init__(self, pruner: optuna.pruners.BasePruner | None = None) -> None:
+        self.median = pruner or optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
         self.verdicts: dict[tuple[int, int | None], bool] = {}
         self._given = threading.Condition()
 
@@ -169,7 +171,7 @@ def _study(tmp_path: Path, pruner: optuna.pruners.BasePruner | None) -> optuna.S
 
 
 def test_a_trial_the_pruner_gives_up_on_stops_and_is_pruned_in_optuna_and_mlflow(
-    rig: Callable[..., Rig], tmp_path: Path, tracking_uri: str
+    rig: Callable[..., Rig], tmp_path: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     judge = Verdicts()
     r = rig(
@@ -198,11 +200,16 @@ def test_a_trial_the_pruner_gives_up_on_stops_and_is_pruned_in_optuna_and_mlflow
     assert results.describe().startswith("2 of 3 trials completed, 1 pruned, 0 failed; best trial #2")
     written = yaml.safe_load(r.sweep.results_path.read_text())
     assert (written["n_completed"], written["n_pruned"], written["n_failed"]) == (2, 1, 0)
+    metrics = client.get_run(r.sweep.parent.run_id).data.metrics
+    assert (metrics["trials_completed"], metrics["trials_pruned"], metrics["trials_failed"]) == (2, 1, 0)
     report = SweepReport.collect(None, client, r.sweep.parent.run_id)
     report.write(tmp_path / "reports", plots=False)
     with (tmp_path / "reports" / CSV_FILE).open() as f:
         rows = {row["number"]: row for row in csv.DictReader(f)}
     assert [rows[n]["state"] for n in "012"] == ["COMPLETE", "PRUNED", "COMPLETE"]
+    assert [t.state for t in rebuild_study(report).trials] == states, "plots without the study see it pruned"
+    print_summary(report, Source("sweep", None), published=False, top=3)
+    assert capsys.readouterr().out.splitlines()[0] == "sweep: 3 trials, 2 completed, 1 pruned, 0 failed"
 
 
 def test_a_trial_that_completed_before_its_prune_took_effect_is_complete(
@@ -224,6 +231,19 @@ def test_a_trial_behind_only_at_its_last_epoch_completes(rig: Callable[..., Rig]
     assert r.study.trials[1].intermediate_values == {1: 0.95, 2: 0.95, 3: 0.1}, "every epoch reported"
     assert (1, EPOCHS) not in judge.verdicts, "a stop after the last epoch saves nothing: never judged"
     assert not r.backend.handles[1].pruned.is_set() and r.study.trials[1].value == 0.1
+
+
+def test_a_sweep_whose_every_trial_was_pruned_says_so_in_one_line(
+    rig: Callable[..., Rig], tmp_path: Path
+) -> None:
+    judge = Verdicts(optuna.pruners.ThresholdPruner(lower=0.5))
+    r = rig(curves({0: 0.1, 1: 0.2}, judge), _study(tmp_path, judge), n_trials=2, max_failure_rate=0.0)
+    r.loop.run()
+    assert [t.state for t in r.study.trials] == [TrialState.PRUNED] * 2, "pruned trials are no failures"
+    results = r.sweep.close("FAILED")
+    assert results.describe() == "0 of 2 trials completed, 2 pruned, 0 failed"
+    summary = r.sweep.failure_summary(results, r.study)
+    assert summary is not None and summary.startswith("no trial completed: the pruner stopped all 2 early")
 
 
 def test_without_a_pruner_no_trial_reports_or_stops(rig: Callable[..., Rig], tmp_path: Path) -> None:
