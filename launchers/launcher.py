@@ -59,7 +59,8 @@ class HPOLauncher(Launcher):
         self.task_function = task_function
         self._flight = None
         self._composer = None
-        from launchers.local import start_preloading, stop_preloading
+        from launchers.local import stop_preloading
+        from launchers.preloading import start_preloading
 
         if self.settings.backend == "local":
             # the slots' libraries load from now on (or since the CLI started), while the sweeper gets ready

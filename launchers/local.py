@@ -16,17 +16,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import os
 import pickle
 import select
 import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
-from collections import deque
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as connection_wait
@@ -36,9 +32,11 @@ from typing import Any
 from hydra.core.utils import JobReturn
 
 from hpo.core.errors import BackendError
+from launchers import preloading
 from launchers.backend import Backend, JobHandle, settled
 from launchers.hydra_job import JobResult, JobRunner, JobSpec
 from launchers.local_slot import JobRequest
+from launchers.preloading import SlotZygote
 from launchers.slot_zygote import INT
 
 # how long a cancelled or timed-out job gets to stop after SIGTERM before its process is killed
@@ -51,87 +49,11 @@ STATUS_WAIT_S = 5.0
 UNKNOWN_EXIT = 255
 
 
-class SlotZygote:
-    """The process local slots are forked from (``launchers.slot_zygote``), with the modules it imported
-    before its first fork, and the socket to it."""
-
-    def __init__(self, modules: Sequence[str], log_path: Path | None) -> None:
-        self.modules = tuple(modules)
-        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        if log_path is not None:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path or os.devnull, "ab") as log, theirs:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "launchers.slot_zygote", str(theirs.fileno()), ",".join(modules)],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        # slots whose pid has not come back yet, in the order they were asked for
-        self._forking: deque[SlotProcess] = deque()
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def fork(self, slot: SlotProcess, fds: tuple[int, int, int, int], log_path: Path) -> None:
-        """Ask for ``slot``'s process, with its pipes' ends ``fds`` (jobs, results, prunes, status); never
-        waits for the zygote, whose imports may still be under way."""
-        request = json.dumps({"log_path": str(log_path), "visible_devices": slot.visible_devices}).encode()
-        socket.send_fds(self.control, [INT.pack(len(request))], list(fds))
-        self.control.sendall(request)
-        self._forking.append(slot)
-
-    def receive_pids(self, *, wait: bool) -> None:
-        """Take the pids the zygote has sent back (``wait``: until every slot asked for has its own)."""
-        if self.control.fileno() == -1:  # replaced by another zygote: the pids asked for are not read
-            self._forking.clear()
-        while self._forking:
-            if not wait and not select.select([self.control], [], [], 0)[0]:
-                return
-            try:
-                data = self.control.recv(INT.size, socket.MSG_WAITALL)
-            except OSError:
-                data = b""
-            if len(data) != INT.size:  # the zygote is gone: no slot asked for will start
-                self._forking.clear()
-                return
-            self._forking.popleft().pid = INT.unpack(data)[0]
-
-    def close(self) -> None:
-        """End the zygote now, its imports done or not (slots it forked live on until their pipes close)."""
-        self.control.close()
-        self.process.kill()
-        self.process.wait()
-
-
-_zygote: SlotZygote | None = None
-
-
-def start_preloading(modules: Sequence[str], jobs_dir: Path | None) -> SlotZygote:
-    """The slot zygote, started now, importing ``modules`` (its output in ``jobs_dir/preload.log``, or
-    discarded), unless one that imports the same runs already; slots started later are forked from it with
-    the modules loaded. A zygote it replaces ends with the last of its slots."""
-    global _zygote
-    if _zygote is None or not _zygote.alive() or _zygote.modules != tuple(modules):
-        if _zygote is not None:
-            _zygote.control.close()
-        _zygote = SlotZygote(modules, None if jobs_dir is None else jobs_dir / "preload.log")
-    return _zygote
-
-
 def stop_preloading() -> None:
-    """End the slot zygote a sweep on another backend has no use for (the CLI starts one first thing)."""
-    global _zygote
-    if _zygote is not None and not _slots:
-        _zygote.close()
-        _zygote = None
-
-
-def _current_zygote(jobs_dir: Path) -> SlotZygote:
-    """The running slot zygote, or a new one importing what the last one did."""
-    return start_preloading(_zygote.modules if _zygote is not None else (), jobs_dir)
+    """End the slot zygote a sweep on another backend has no use for (the CLI starts one first thing),
+    unless slots forked from it still run."""
+    if not _slots:
+        preloading.end_zygote()
 
 
 class SlotProcess:
@@ -211,15 +133,14 @@ def _close_slots() -> None:
     for process in _slots.values():
         process.close(wait_s=max(deadline - time.monotonic(), 0.0))
     _slots.clear()
-    if _zygote is not None:
-        _zygote.close()
+    preloading.end_zygote()
 
 
 def _slot_process(slot: int, gpus: list[int], log_path: Path) -> SlotProcess:
     """The idle process of ``slot``, started (again) if it has none, or one that is busy, dead or on
     other GPUs."""
     current = _slots.get(slot)
-    zygote = _current_zygote(log_path.parent.parent)
+    zygote = preloading.current_zygote(log_path.parent.parent)
     reusable = current is not None and current.zygote is zygote and current.gpus == gpus
     if current is not None and reusable and not current.busy and current.alive():
         return current
@@ -379,7 +300,7 @@ class LocalBackend(Backend):
         self._runner_path.parent.mkdir(parents=True, exist_ok=True)
         self._runner_path.write_bytes(cloudpickle.dumps(runner))
         # start every slot now: libraries and runner load while the sweeper gets its first trials ready
-        start_preloading(preload, jobs_dir)
+        preloading.start_preloading(preload, jobs_dir)
         for slot, gpus in enumerate(self._slot_gpus):
             process = _slot_process(slot, gpus, self._slot_log(slot))
             with contextlib.suppress(OSError):

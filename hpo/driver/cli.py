@@ -13,11 +13,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hpo.core.errors import HPOError
 from hpo.core.failures import report_failure
-from hpo.core.names import DEBUG_ENV, TRIAL_LIBRARIES
+from hpo.core.names import DEBUG_ENV
 from hpo.core.process import own_process
 from hpo.core.schema import register_configs
-from hpo.driver.imports import leave_out_unused_libraries
-from launchers.local import start_preloading
+from hpo.driver.early_start import start_for_sweep
 from worker.task import run
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -39,19 +38,9 @@ class _DropHydraJobNotice:
         return getattr(self.stream, name)
 
 
-def _sweeping(argv: list[str]) -> bool:
-    """Whether the command runs a sweep, whose trials train in processes of their own (without ``-m`` the
-    one trial trains in this process, and needs every library its dataset's loader may use)."""
-    return any(arg in ("-m", "--multirun") or arg.replace(" ", "") == "hydra.mode=MULTIRUN" for arg in argv)
-
-
 def main() -> int:
     """Run hpo's Hydra app; returns the process exit code."""
-    if _sweeping(sys.argv[1:]):
-        leave_out_unused_libraries()
-        # local slots' libraries start loading now, before Hydra composes the config, in the process the
-        # slots are forked from: the launcher keeps it for a local sweep that preloads them, else ends it
-        start_preloading([TRIAL_LIBRARIES], None)
+    start_for_sweep(sys.argv[1:])
     debug = bool(os.environ.get(DEBUG_ENV))
     os.environ["HYDRA_FULL_ERROR"] = "1"
     register_configs()

@@ -15,7 +15,7 @@ from hydra.core.utils import JobStatus
 from hydra.types import TaskFunction
 from omegaconf import DictConfig
 
-from launchers import local
+from launchers import preloading
 from launchers.dispatch import InFlight, Job
 from launchers.launcher import HPOLauncher
 from tests.launchers import hpo_launcher
@@ -69,7 +69,7 @@ def test_slots_are_forked_with_the_preloaded_modules_loaded(
 
     launcher = hpo_launcher.make_launcher(task, tmp_path / "sweep", workers=2, preload=["hpo_preload_probe"])
     returns = launcher.launch([["+x=1"], ["+x=2"]], initial_job_idx=0)
-    zygote = local._zygote
+    zygote = preloading._zygote
     assert zygote is not None and zygote.modules == ("hpo_preload_probe",)
     assert [r.return_value for r in returns] == [(True, zygote.process.pid)] * 2, "forked by the zygote"
     assert imports.read_text().split() == [str(zygote.process.pid)], "imported once, by the zygote alone"
