@@ -31,6 +31,10 @@ class TrialRunRecord(Protocol):
         """End the run as FAILED or KILLED, with the reason in the ``hpo.error`` tag and ``tags``."""
         ...
 
+    def running(self) -> bool:
+        """Whether the run is still RUNNING (a worker that logs to it directly has not ended it yet)."""
+        ...
+
 
 class TrialRunRecords(Protocol):
     """Opens a trial's run, or continues one an earlier driver opened."""

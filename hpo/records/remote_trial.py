@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from hpo.core.names import error_tag
@@ -85,6 +86,13 @@ class TrialRecord:
         """End the run as FAILED or KILLED, with the reason in the ``hpo.error`` tag and ``tags``."""
         log_batches(self.client, self.run_id, tags=_tags({**(tags or {}), **error_tag(error)}))
         self.client.set_terminated(self.run_id, status)
+
+    def running(self) -> bool:
+        """Whether the run is still RUNNING; a store that cannot be read says no (nothing to wait on)."""
+        try:
+            return str(self.client.get_run(self.run_id).info.status) == "RUNNING"
+        except MlflowException:
+            return False
 
 
 def _tags(tags: Mapping[str, Any]) -> list[RunTag]:

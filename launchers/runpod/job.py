@@ -40,6 +40,9 @@ IN_PROGRESS_STATES = ("IN_PROGRESS", "RUNNING")
 FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 # polls of a cancelled job not yet final between two cancel requests
 CANCEL_REPEAT_POLLS = 10
+# seconds a pruned job's worker (mlflow.log_from=worker) has, once the job is final, to end its run (KILLED,
+# as a cancel) before the driver ends it pruned: later, the worker's end would overwrite the driver's
+WORKER_RUN_END_S = 30.0
 
 
 @dataclass
@@ -154,8 +157,10 @@ class RunPodJobHandle(JobHandle):
         self._queued_since: float | None = None
         self._worker_id: str | None = None
         self._warned_states: set[str] = set()
-        # pruned: the job was stopped and its run ends pruned once the job is final
+        # pruned: the job was stopped and its run ends pruned once the job is final (and, where the worker
+        # logs to the run, once the worker has ended it: from when it was first seen final)
         self._pruning = False
+        self._pruned_final_at: float | None = None
         self.trial_dir = Path(str(spec.config.hydra.sweep.dir)) / str(spec.config.hydra.sweep.subdir)
         save_job_config(spec, self.trial_dir)
 
@@ -252,6 +257,16 @@ class RunPodJobHandle(JobHandle):
                 f"#{self.spec.num}: could not stop RunPod job {self.job_id} ({exc}); it runs to its end"
             )
 
+    def _worker_still_logging(self) -> bool:
+        """Whether a worker that logs to the run itself (``mlflow.log_from=worker``) has yet to end the pruned
+        job's run: it cannot tell a prune from a cancel, so it ends it KILLED, and the driver ends it pruned
+        after that (or after ``WORKER_RUN_END_S``, for a worker that never does)."""
+        if self.payload["mlflow"]["run_id"] is None:
+            return False
+        now = time.monotonic()
+        self._pruned_final_at = self._pruned_final_at or now
+        return now - self._pruned_final_at < WORKER_RUN_END_S and self.record.running()
+
     def _end_pruned(self) -> None:
         progress = self.progress or {}
         epoch = int(progress.get("epoch") or 0)
@@ -298,7 +313,8 @@ class RunPodJobHandle(JobHandle):
         if state == "COMPLETED":
             self._complete(status)
         elif self._pruning:
-            self._end_pruned()
+            if not self._worker_still_logging():
+                self._end_pruned()
         elif state == "FAILED":
             error = trial_error(status.get("error"))
             if error is None or isinstance(error, DeviceError):

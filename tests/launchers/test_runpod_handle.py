@@ -34,6 +34,12 @@ class Record:
         self.tags: dict[str, Any] = {}
         self.ended: tuple[str, str] | None = None
         self.replayed: Any = None
+        # a worker that logs to the run itself still has it open, for this many more status reads
+        self.open_for = 0
+
+    def running(self) -> bool:
+        self.open_for -= 1
+        return self.open_for >= 0
 
     def tag(self, tags: Any) -> None:
         self.tags.update(tags)
@@ -52,7 +58,12 @@ def policy(**changes: Any) -> JobPolicy:
 
 
 def handle(
-    fake: FakeRunPod, tmp_path: Path, fleet: Fleet | None = None, num: int = 0, **changes: Any
+    fake: FakeRunPod,
+    tmp_path: Path,
+    fleet: Fleet | None = None,
+    num: int = 0,
+    run_id: str | None = None,
+    **changes: Any,
 ) -> RunPodJobHandle:
     config = OmegaConf.create(
         {"hydra": {"sweep": {"dir": str(tmp_path), "subdir": str(num)}, "job": {"name": "t"}}, "x": 1}
@@ -61,7 +72,7 @@ def handle(
     return RunPodJobHandle(
         fake.client(),
         spec,
-        {"n": num, "mlflow": {"run_id": None}},
+        {"n": num, "mlflow": {"run_id": run_id}},
         Record(),
         policy(**changes),
         fleet or Fleet("ep", 2),
@@ -262,3 +273,24 @@ def test_a_pruned_job_is_stopped_and_its_run_ends_pruned_with_the_curves_its_pro
     assert record.replayed["metrics"] == curves, "the run gets the curves the worker's progress carried"
     assert (record.tags["hpo.pruned"], record.tags["hpo.pruned_epoch"]) == ("true", 2)
     assert job.optuna_state == record.tags["hpo.optuna_state"] == "PRUNED"
+
+
+def test_a_pruned_job_whose_worker_logs_its_run_is_ended_pruned_after_the_worker_ends_it(
+    fake: FakeRunPod, tmp_path: Path
+) -> None:
+    progress = {"epoch": 1, "epochs": 5, "objective": 0.6}
+    fake.route = Endpoint([{"status": "IN_PROGRESS", "output": progress}])
+    job = handle(fake, tmp_path, run_id="run-1")
+    record = job.record
+    assert isinstance(record, Record)
+    record.open_for = 3
+    while job.progress is None:
+        assert not job.done()
+        time.sleep(0.002)
+    job.prune()
+    while record.open_for > 0:
+        assert not job.done() and record.ended is None, "not ended while the worker still has the run"
+        time.sleep(0.002)
+    finish(job)
+    assert record.ended == ("FINISHED", "") and record.tags["hpo.pruned"] == "true"
+    assert record.replayed is None, "the worker logged the curves itself"
