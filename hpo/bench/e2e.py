@@ -14,7 +14,8 @@ first trial's MLflow run opening, its libraries loaded) and ``to_first_epoch_s``
 epoch logged), ``trials_s`` (first submit to the last trial's result) and ``after_last_s`` (the last result
 to the command's exit); ``cpu_s``, each side's CPU seconds with its child processes, which a busy machine
 inflates less than its wall time. ``reports_complete`` says whether the parent run was FINISHED with every
-final report in MLflow when the command returned.
+final report in MLflow when the command returned. A pruned sweep run after the unpruned one of its shape and
+seed says when it came within ``REACHED`` of that one's best (``to_unpruned_best``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ WARM_IMPORTS = (
 )
 # the final reports a finished sweep's parent run holds under reports/ (plots: when a trial completed)
 FINAL_REPORTS = ("trials.csv", "report.html", "optimization_history.png")
+# how close to the unpruned sweep's best a pruned one must come to have reached it
+REACHED = 0.005
 TIMEOUT_S = 1800
 
 
@@ -65,6 +68,7 @@ def run(cases: list[Case], *, kerastuner: bool = True) -> Iterator[dict[str, Any
     root = Path(tempfile.mkdtemp(prefix="hpo-bench-e2e-"))
     subprocess.run([sys.executable, "-c", f"import {WARM_IMPORTS}"], env=environment(), check=True)
     tuned: dict[tuple[int, int, int], dict[str, Any]] = {}
+    unpruned: dict[tuple[int, int, int], dict[str, Any]] = {}
     try:
         for i, case in enumerate(cases):
             hpo = run_hpo(case, root / f"hpo-{i}")
@@ -73,7 +77,12 @@ def run(cases: list[Case], *, kerastuner: bool = True) -> Iterator[dict[str, Any
                 tuned[key] = run_kerastuner(case, root / f"kerastuner-{i}")
             tuner = tuned.get(key)
             ratio = None if tuner is None else _ratio(hpo, tuner)
-            yield {**_shape(case), "hpo": hpo, "kerastuner": tuner, "wall_ratio": ratio}
+            result = {**_shape(case), "hpo": hpo, "kerastuner": tuner, "wall_ratio": ratio}
+            if case.pruner in (None, "none"):
+                unpruned[key] = hpo
+            elif key in unpruned:
+                result["to_unpruned_best"] = to_reference_best(hpo, unpruned[key])
+            yield result
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -236,6 +245,15 @@ def breakdown(
     }
 
 
+def to_reference_best(hpo: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    """When a sweep first came within ``REACHED`` of the reference sweep's best (the same shape and seed,
+    unpruned): seconds from its start, and that as a share of the reference's wall; None if it never did."""
+    target = None if reference["best"] is None else reference["best"] - REACHED
+    seconds = next((t for t, best in hpo["improvements"] if target is not None and best >= target), None)
+    share = None if seconds is None else round(seconds / reference["wall_s"], 3)
+    return {"reference_best": reference["best"], "seconds": seconds, "of_reference_wall": share}
+
+
 def _shape(case: Case) -> dict[str, Any]:
     return {
         "trials": case.trials,
@@ -279,6 +297,16 @@ def describe(result: dict[str, Any]) -> list[str]:
         f"at exit; {hpo['cpu_s']:.1f} CPU-s; best reached at "
         f"{hpo['improvements'][-1][0] if hpo['improvements'] else '-'} s",
     ]
+    reached = result.get("to_unpruned_best")
+    if reached is not None:
+        lines.append(
+            f"  within {REACHED} of the unpruned sweep's best ({best(reached['reference_best'])}): "
+            + (
+                "never"
+                if reached["seconds"] is None
+                else f"at {reached['seconds']:.1f} s, {reached['of_reference_wall']:.2f}x the unpruned wall"
+            )
+        )
     if tuner is not None:
         lines.append(
             f"  KerasTuner: set-up {tuner['setup_s']:.1f} s, search {tuner['search_s']:.1f} s; "

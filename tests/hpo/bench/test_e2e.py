@@ -70,6 +70,31 @@ def test_a_pruner_option_brings_its_settings_to_hpos_command(tmp_path: Path) -> 
     )
 
 
+def test_a_pruned_sweep_is_timed_to_the_unpruned_sweeps_best() -> None:
+    unpruned = {"best": 0.99, "wall_s": 100.0}
+    pruned = {"improvements": [[10.0, 0.9], [30.0, 0.984], [45.0, 0.986], [50.0, 0.995]]}
+    assert e2e.to_reference_best(pruned, unpruned) == {
+        "reference_best": 0.99,
+        "seconds": 45.0,
+        "of_reference_wall": 0.45,
+    }
+    short = e2e.to_reference_best({"improvements": [[10.0, 0.9]]}, unpruned)
+    assert short["seconds"] is None and short["of_reference_wall"] is None
+    result = {**e2e._shape(e2e.Case(30, 15, 2, 0, "hyperband")), "hpo": _figures(), "kerastuner": None}
+    assert "never" in e2e.describe({**result, "to_unpruned_best": short})[-1]
+
+
+def _figures() -> dict[str, object]:
+    return {
+        "wall_s": 60.0,
+        "best": 0.9,
+        "pruned": 20,
+        "reports_complete": True,
+        "cpu_s": 90.0,
+        "improvements": [],
+    }
+
+
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_a_tiny_comparison_prints_both_sides() -> None:
