@@ -22,6 +22,8 @@ import sys
 import traceback
 from typing import NoReturn
 
+from hpo.core.collector import freeze_before_forks
+
 # a pid or an exit status on the wire
 INT = struct.Struct("i")
 # the pipes a request brings: the slot's jobs (read), results (write), prunes (read), and its status (write)
@@ -130,6 +132,7 @@ def serve(control: socket.socket) -> None:
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     _preload([name for name in sys.argv[2].split(",") if name])
+    freeze_before_forks()
     sys.stdout.flush()
     sys.stderr.flush()
     serve(control)

@@ -21,6 +21,14 @@ def enable_freeze() -> None:
     _enabled = True
 
 
+def freeze_before_forks() -> None:
+    """Freeze every object alive now, uncollected: a fork template (the slot zygote) calls it once its
+    imports are done, so that no child's collection walks what it inherited. A walk writes to each object
+    it visits, which would copy every page the template's imports fill into each child; collecting first
+    would only add to the template's own start."""
+    gc.freeze()
+
+
 def freeze_setup() -> None:
     """Collect the garbage the set-up left, then freeze every object alive now; once per process, and only
     where the entry point called ``enable_freeze``.

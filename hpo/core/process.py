@@ -7,6 +7,7 @@ and its garbage collector as it set them.
 
 from __future__ import annotations
 
+import os
 import signal
 
 from hpo.core import collector, interrupts
@@ -15,7 +16,9 @@ from hpo.core.sqlite_wal import commit_through_write_ahead_log
 
 def own_process(stop_on_signals: bool = True) -> None:
     """Make SIGTERM stop this process the way Ctrl-C does (with ``stop_on_signals``), put its SQLite stores
-    through a write-ahead log, and let it freeze its set-up out of the garbage collector."""
+    through a write-ahead log, let it freeze its set-up out of the garbage collector, and keep MLflow's
+    download progress bars (a report reading each trial's architecture) out of its output."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if stop_on_signals:
         interrupts.stop_on(signal.SIGTERM, signal.SIGINT)
     commit_through_write_ahead_log()

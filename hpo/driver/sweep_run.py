@@ -6,14 +6,12 @@ import contextlib
 import logging
 import math
 import os
-import subprocess
-import sys
-import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,7 +31,6 @@ log = logging.getLogger(__name__)
 # CPU time the last refresh took, so that keeping the MLflow view current takes at most 1/20 of the driver
 LIVE_INTERVAL_S = 15.0
 LIVE_COST_FACTOR = 20.0
-FINAL_REPORT_TIMEOUT_S = 600
 
 
 class Sweep:
@@ -48,15 +45,13 @@ class Sweep:
         config: DictConfig,
         study: dict[str, str] | None = None,
         resume_run_id: str | None = None,
-        storage_url: str | None = None,
         searched: Sequence[str] = (),
+        final_plots: bool = False,
     ) -> None:
         hydra_cfg = config.hydra
         self.study = study
         # the search space's parameter names: what the results show of each trial
         self.searched = list(searched)
-        # the study's storage as hpo.reports opens it (``study`` shows it with any password masked)
-        self.storage_url = storage_url
         self.sweep_dir = Path(str(hydra_cfg.sweep.dir))
         self.objective = str(config.mode.objective)
         self.direction = str(config.mode.direction)
@@ -83,7 +78,7 @@ class Sweep:
         )
         os.environ[PARENT_RUN_ENV] = self.parent.run_id
         self.register_best = bool(config.mlflow.register_best)
-        self._reports = ReportRefresher(self)
+        self._reports = ReportRefresher(self, final_plots=final_plots)
 
     @property
     def results_path(self) -> Path:
@@ -116,7 +111,7 @@ class Sweep:
         results = SweepResults(self.objective, self.direction, trials, self.searched)
         final = status != "KILLED"
         if final:
-            # the final reports are drawn in their own process while this one registers the best model
+            # the final reports are drawn in the reports' thread while this one registers the best model
             self._reports.start_final()
         if self.register_best and results.best is not None and status == "FINISHED":
             self._register(results.best.run_id)
@@ -194,10 +189,11 @@ class Sweep:
 class ReportRefresher:
     """Keeps the parent run's ``trials.csv`` and progress metrics current in a background thread, at most
     every LIVE_INTERVAL_S (longer when a refresh costs more than LIVE_COST_FACTOR allows), so reporting never
-    holds up the next trial. The plots are drawn at the end, by a ``python -m hpo.reports`` process started
-    with the sweep so that it has its libraries loaded and its store open when told to draw them."""
+    holds up the next trial. With ``final_plots`` the plots are drawn at the end, in the same thread, by
+    libraries another thread loads at a low priority while the sweep runs (a process of their own would
+    import MLflow and Optuna a second time, taking that CPU time from the trials)."""
 
-    def __init__(self, sweep: Sweep) -> None:
+    def __init__(self, sweep: Sweep, *, final_plots: bool) -> None:
         from hpo.reports.sweep_report import REPORTS_DIR, LiveReport
 
         self._live = LiveReport(
@@ -208,66 +204,62 @@ class ReportRefresher:
             direction=sweep.direction,
             plot_interval_s=math.inf,
         )
+        self._sweep_dir = sweep.sweep_dir
         self._last = -math.inf
         self._interval_s = LIVE_INTERVAL_S
-        self._study_name = (sweep.study or {}).get("study_name", "")
-        self._tracking_uri = sweep.tracking_uri
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-reports")
         self._pending: Future[None] | None = None
-        # the final reports' process and where its errors go: none without a study storage to read them from
-        self._errors: IO[str] | None = None
-        self._final = None if sweep.storage_url is None else self._start_reporter(sweep.storage_url)
+        self._study: optuna.Study | None = None
+        self._final: Future[None] | None = None
+        self._loaded: Future[None] | None = None
+        if final_plots:
+            self._loaded = Future()
+            threading.Thread(target=self._load, name="hpo-report-libraries", daemon=True).start()
 
-    def _start_reporter(self, storage_url: str) -> subprocess.Popen[str]:
-        """``python -m hpo.reports --when-told``, started now so that its libraries are loaded by the end
-        of the sweep (a process of its own: the plotting libraries never weigh on the driver's memory)."""
-        command = [sys.executable, "-m", "hpo.reports", storage_url, "--study", self._study_name]
-        command += ["--tracking-uri", self._tracking_uri, "--parent-run-id", self._live.parent_run_id]
-        command += ["--out", str(self._live.out_dir), "--when-told"]
-        self._command = command
-        self._errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (the reporter's life long; see finish)
-        return subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=self._errors,
-            text=True,
-            start_new_session=True,
-        )
+    def _load(self) -> None:
+        """Load and warm up the plotting libraries, at a lower priority than the trials' processes."""
+        from hpo.reports.plots import load_libraries, warm_up
+
+        assert self._loaded is not None
+        with contextlib.suppress(OSError, AttributeError):  # per-thread priorities are Linux's
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        try:
+            load_libraries()
+            warm_up()
+        except BaseException as exc:
+            self._loaded.set_exception(exc)
+        else:
+            self._loaded.set_result(None)
 
     def refresh(self, study: optuna.Study) -> None:
+        self._study = study
         idle = self._pending is None or self._pending.done()
         if idle and time.monotonic() - self._last >= self._interval_s:
             self._last = time.monotonic()
             self._pending = self._pool.submit(self._run, study)
 
     def start_final(self) -> None:
-        """Tell the reporter to draw the final reports, once a live refresh under way has published."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._final is not None and self._final.stdin is not None:
-            with contextlib.suppress(OSError):
-                self._final.stdin.write("final\n")
-                self._final.stdin.flush()
+        """Start drawing the final reports, once a live refresh under way has published."""
+        if self._loaded is not None:
+            self._final = self._pool.submit(self._draw_final)
 
     def finish(self, *, final: bool) -> None:
-        """Wait for the final reports (``final``, after ``start_final``), or end the reporter unused."""
+        """Wait for the final reports (``final``, after ``start_final``); a failure is a warning naming the
+        command that draws them again."""
+        if final and self._final is not None:
+            try:
+                self._final.result()
+            except Exception as exc:
+                log.warning(
+                    f"final sweep reports not drawn ({type(exc).__name__}: {exc}); "
+                    f"run: python -m hpo.reports {self._sweep_dir}"
+                )
         self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._final is None or self._errors is None:
-            return
-        if not final:
-            self._final.terminate()  # it reports nothing: no need to wait for its libraries to load
-        try:
-            self._final.communicate(timeout=FINAL_REPORT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self._final.kill()
-            self._final.communicate()
-        self._errors.seek(0)
-        errors = self._errors.read()
-        self._errors.close()
-        if final and self._final.returncode:
-            reason = (errors.strip().splitlines() or ["no output"])[-1]
-            command = " ".join(arg for arg in self._command[1:] if arg != "--when-told")
-            log.warning(f"final sweep reports not drawn ({reason}); run: {command}")
+
+    def _draw_final(self) -> None:
+        assert self._loaded is not None
+        self._loaded.result()
+        self._live.refresh(self._study, final=True)
 
     def _run(self, study: optuna.Study) -> None:
         started = time.thread_time()

@@ -158,8 +158,8 @@ class HPOSweeper(OptunaSweeper):
                 config,
                 study={"study_name": name, "storage": public_url(storage)},
                 resume_run_id=study.user_attrs.get(PARENT_RUN_ATTR),
-                storage_url=storage,
                 searched=list(space.distributions),
+                final_plots=True,
             )
             if sweep.parent.resumed:
                 sweep.sync_states(study)

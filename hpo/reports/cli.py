@@ -66,17 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=5, help="how many of the best trials to list (default: 5)")
     parser.add_argument("--no-publish", action="store_true", help="write the reports, log nothing to MLflow")
     parser.add_argument("--no-plots", action="store_true", help="only trials.csv and the tables (faster)")
-    parser.add_argument(
-        "--when-told",
-        action="store_true",
-        help="load the libraries, then wait for a line on stdin before reading the sweep (end of input: "
-        "exit, reporting nothing); hpo's driver starts it as a sweep begins, to draw its final reports",
-    )
     args = parser.parse_args(argv)
-    for key, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")):
+    for key, value in (
+        ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"),
+        ("MLFLOW_HTTP_REQUEST_TIMEOUT", "15"),
+        ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"),
+    ):
         os.environ.setdefault(key, value)
-    if args.when_told and not _ready_when_told(args.tracking_uri, plots=not args.no_plots):
-        return 0
     try:
         source = _from_target(args)
         report, published = _build(source, publish=not args.no_publish, plots=not args.no_plots)
@@ -84,33 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get(DEBUG_ENV):
             raise
         return report_failure(exc, isinstance(exc, HPOError))
-    if args.when_told:
-        # told by a sweep, whose driver prints its own summary and waits for this process: the reports are in
-        # MLflow, and the interpreter's teardown of the plotting libraries would add a second to that wait
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
     print_summary(report, source, published, args.top)
     return 0
-
-
-def _ready_when_told(tracking_uri: str | None, *, plots: bool) -> bool:
-    """Import what the report needs and open the MLflow store, then wait to be told to go on: True on a
-    line from stdin, False at its end (the sweep ended without wanting its final report).
-
-    It runs at a lower priority, so that loading takes the CPU time the sweep's trials leave, not theirs.
-    """
-    os.nice(10)
-    import optuna  # noqa: F401 (imported here so that the wait, not the report, pays for it)
-
-    if tracking_uri is not None:
-        _client(tracking_uri)
-    if plots:
-        from hpo.reports.plots import load_libraries, warm_up
-
-        load_libraries()
-        warm_up()
-    return bool(sys.stdin.readline())
 
 
 @functools.cache

@@ -48,6 +48,7 @@ def test_digits_sweep_records_every_trial_in_mlflow(run_hpo: RunHPO, tmp_path: P
     )
     assert "pyarrow.lib" not in driver_imports, "nor pyarrow (tried by pandas: the trace lists tries)"
     assert "3 of 3 trials completed, 0 failed" in out.stdout
+    assert "Downloading artifacts" not in out.stderr, "no progress bar per architecture read"
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",), "mlflow.db uses its log"
     assert (tmp_path / "optuna.journal").is_file(), "the study is in the journal file beside the MLflow store"
@@ -77,6 +78,8 @@ def test_digits_sweep_records_every_trial_in_mlflow(run_hpo: RunHPO, tmp_path: P
     assert results["mlflow"]["best_run_id"] == best_child.info.run_id
     assert "model.filters" in results["best_params"]
     assert client.list_artifacts(parents[0].info.run_id)[0].path == "optimization_results.yaml"
+    reports = {Path(a.path).name for a in client.list_artifacts(parents[0].info.run_id, "reports")}
+    assert {"trials.csv", "gallery.html", "optimization_history.png", "report.html"} <= reports, reports
     for trial in range(3):
         assert (_sweep_dir(tmp_path) / f"trial_{trial}" / "hpo.log").exists()
 

@@ -58,10 +58,20 @@ def test_a_slot_process_runs_job_after_job_in_the_environment_of_each_submission
 def test_slots_are_forked_with_the_preloaded_modules_loaded(
     tmp_path: Path, hydra_restore_singletons: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A preloaded module is imported once, by the zygote, and every slot forked from it has it loaded."""
-    probe, imports = tmp_path / "lib" / "hpo_preload_probe.py", tmp_path / "imports"
+    """A preloaded module is imported once, by the zygote, and every slot forked from it has it loaded;
+    what the zygote imported is frozen out of the garbage collector before the first fork."""
+    probe, imports, frozen = (
+        tmp_path / "lib" / "hpo_preload_probe.py",
+        tmp_path / "imports",
+        tmp_path / "frozen",
+    )
     probe.parent.mkdir()
-    probe.write_text(f"import os\nopen({str(imports)!r}, 'a').write(f'{{os.getpid()}}\\n')\n")
+    probe.write_text(
+        "import gc, os\n"
+        f"open({str(imports)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+        f"record = lambda: open({str(frozen)!r}, 'a').write(f'{{gc.get_freeze_count()}}\\n')\n"
+        "os.register_at_fork(before=record)\n"
+    )
     monkeypatch.setenv("PYTHONPATH", str(probe.parent))
 
     def task(cfg: DictConfig) -> tuple[bool, int]:
@@ -73,6 +83,8 @@ def test_slots_are_forked_with_the_preloaded_modules_loaded(
     assert zygote is not None and zygote.modules == ("hpo_preload_probe",)
     assert [r.return_value for r in returns] == [(True, zygote.process.pid)] * 2, "forked by the zygote"
     assert imports.read_text().split() == [str(zygote.process.pid)], "imported once, by the zygote alone"
+    counts = [int(count) for count in frozen.read_text().split()]
+    assert len(counts) == 2 and min(counts) > 0, "frozen before each fork"
     assert (tmp_path / "sweep" / ".jobs" / "preload.log").is_file()
 
 

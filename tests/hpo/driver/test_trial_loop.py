@@ -62,6 +62,7 @@ def rig(tmp_path: Path, tracking_uri: str, hydra_restore_singletons: Any) -> Cal
         budget_usd: float | None = None,
         cost_usd: float | None = None,
         study: optuna.Study | None = None,
+        final_plots: bool = False,
     ) -> Rig:
         cfg, context = compose_sweep(
             tmp_path,
@@ -91,7 +92,9 @@ def rig(tmp_path: Path, tracking_uri: str, hydra_restore_singletons: Any) -> Cal
         )
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = study or optuna.create_study(direction="maximize", sampler=sampler)
-        sweep = Sweep(cfg, study={"study_name": study.study_name, "storage": "memory"})
+        sweep = Sweep(
+            cfg, study={"study_name": study.study_name, "storage": "memory"}, final_plots=final_plots
+        )
         loop = TrialLoop(
             study,
             launcher,
@@ -325,6 +328,35 @@ def test_the_parent_run_names_the_code_version(rig: Callable[..., Rig]) -> None:
     r = rig(lambda spec, cancelled: _lr(spec), n_trials=1)
     tags = MlflowClient(r.sweep.tracking_uri).get_run(r.sweep.parent.run_id).data.tags
     assert tags.get("hpo.code_version") == code_version(), "the checkout's commit, when there is one"
+
+
+def test_the_final_reports_are_in_the_parent_run_when_the_sweep_closes(rig: Callable[..., Rig]) -> None:
+    r = rig(lambda spec, cancelled: _lr(spec), n_trials=3, final_plots=True)
+    r.loop.run()
+    r.sweep.close("FINISHED")
+    client = r.sweep.parent.client
+    logged = {Path(a.path).name for a in client.list_artifacts(r.sweep.parent.run_id, "reports")}
+    assert {"trials.csv", "optimization_history.html", "optimization_history.png", "report.html"} <= logged
+    assert client.get_run(r.sweep.parent.run_id).data.metrics["trials_completed"] == 3
+    history = client.get_metric_history(r.sweep.parent.run_id, "best_value")
+    assert [m.step for m in history] == [0, 1, 2]
+
+
+def test_final_reports_that_fail_are_a_warning_naming_the_command_that_draws_them(
+    rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hpo.reports import plots
+
+    def broken() -> None:
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(plots, "warm_up", broken)
+    r = rig(lambda spec, cancelled: _lr(spec), n_trials=2, final_plots=True)
+    r.loop.run()
+    r.sweep.close("FINISHED")
+    warning = "final sweep reports not drawn (RuntimeError: no fonts); run: python -m hpo.reports"
+    assert f"{warning} {r.sweep.sweep_dir}" in caplog.text
+    assert r.sweep.parent.client.get_run(r.sweep.parent.run_id).info.status == "FINISHED"
 
 
 def test_the_run_a_job_names_is_tagged_with_its_state(rig: Callable[..., Rig], tracking_uri: str) -> None:

@@ -140,26 +140,3 @@ def test_bad_targets_are_one_line_and_exit_2(
     lines = captured.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], captured.err
     assert not (tmp_path / "gone.db").exists(), "a missing store is not created empty"
-
-
-def test_when_told_reports_only_on_a_line_and_exits_quietly_at_end_of_input(tmp_path: Path) -> None:
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    sweep = build_sweep(new_store(tmp_path), "told", 5, failed=(), storage=storage)
-    client = MlflowClient(sweep.tracking_uri)
-
-    def reporter(out: Path, *options: str) -> subprocess.Popen[str]:
-        command = [sys.executable, "-m", "hpo.reports", storage, "--study", "told", "--when-told"]
-        command += ["--tracking-uri", sweep.tracking_uri, "--parent-run-id", sweep.parent_run_id]
-        command += ["--out", str(out), *options]
-        return subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.PIPE, text=True)
-
-    untold = reporter(tmp_path / "untold", "--no-plots")
-    untold.communicate("", timeout=120)
-    assert untold.returncode == 0
-    assert not (tmp_path / "untold").exists() and not client.list_artifacts(sweep.parent_run_id)
-
-    told = reporter(tmp_path / "told")
-    told.communicate("final\n", timeout=120)
-    assert told.returncode == 0
-    logged = {a.path for a in client.list_artifacts(sweep.parent_run_id, REPORTS_DIR)}
-    assert {f"{REPORTS_DIR}/trials.csv", f"{REPORTS_DIR}/report.html", f"{REPORTS_DIR}/slice.html"} <= logged
