@@ -74,7 +74,8 @@ def test_cancel_stops_the_job_on_its_worker_which_survives(tmp_path: Path) -> No
         (pid,) = emu.worker_pids()
         reply = client.session.post(f"{emu.url}/cancel/{job}", timeout=10).json()
         assert reply == {"id": job, "status": "CANCELLED"}
-        wait_until(stopped.exists, 10, "the SDK worker to stop the job")
+        # the handler writes the file after creating it: wait for its text, not only for the file
+        wait_until(lambda: stopped.is_file() and stopped.read_text() != "", 10, "the job stopped")
         assert stopped.read_text() == job
         wait_until(lambda: emu.stats()["stops"][job]["release_s"] is not None, 10, "the stop's release")
         stop = emu.stats()["stops"][job]
