@@ -257,11 +257,17 @@ class RunPodJobHandle(JobHandle):
                 f"#{self.spec.num}: could not stop RunPod job {self.job_id} ({exc}); it runs to its end"
             )
 
+    @property
+    def _worker_logs_run(self) -> bool:
+        """Whether the worker logs to the trial's run itself (``mlflow.log_from=worker``: the payload names
+        the run), rather than sending its curves for the driver to replay."""
+        return self.payload["mlflow"]["run_id"] is not None
+
     def _worker_still_logging(self) -> bool:
         """Whether a worker that logs to the run itself (``mlflow.log_from=worker``) has yet to end the pruned
         job's run: it cannot tell a prune from a cancel, so it ends it KILLED, and the driver ends it pruned
         after that (or after ``WORKER_RUN_END_S``, for a worker that never does)."""
-        if self.payload["mlflow"]["run_id"] is None:
+        if not self._worker_logs_run:
             return False
         now = time.monotonic()
         self._pruned_final_at = self._pruned_final_at or now
@@ -270,7 +276,7 @@ class RunPodJobHandle(JobHandle):
     def _end_pruned(self) -> None:
         progress = self.progress or {}
         epoch = int(progress.get("epoch") or 0)
-        curves = progress.get("curves") if self.payload["mlflow"]["run_id"] is None else None
+        curves = None if self._worker_logs_run else progress.get("curves")
         self.optuna_state = "PRUNED"
         tags = {**self._job_tags(), "hpo.backend": "runpod", PRUNED_TAG: "true", PRUNED_EPOCH_TAG: epoch}
         self.record.complete(curves_bundle(curves) if curves else None, {"cost_usd": self.cost_usd}, tags)
