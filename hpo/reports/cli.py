@@ -9,7 +9,6 @@ study was stored, the Optuna storage) or an Optuna storage (a database URL or a 
 from __future__ import annotations
 
 import argparse
-import functools
 import io
 import os
 import sys
@@ -84,9 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-@functools.cache
 def _client(tracking_uri: str) -> MlflowClient:
-    """One MLflow client per store in this process: opening a SQL store checks its schema, once."""
+    """The MLflow client of the sweep's store."""
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri)
